@@ -1,0 +1,251 @@
+"""The interface every provider adapter implements.
+
+Adapters are plain classes with no Odoo import: the addon builds one from an integration's
+settings (``vm.whatsapp.integration._get_provider()``) and calls the methods below. All HTTP goes
+through ``_request()``, which always sets a timeout, adds the provider's auth headers and maps
+failures to :mod:`.exceptions`.
+"""
+
+import hmac
+import json
+import logging
+from typing import ClassVar
+
+import requests
+
+from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppProviderRetryableError
+
+_logger = logging.getLogger(__name__)
+
+SIGNATURE_VALID = "valid"
+SIGNATURE_INVALID = "invalid"
+SIGNATURE_MISSING = "missing"
+
+
+class WhatsAppProvider:
+    """Base class. Subclasses set ``code`` and ``provider_name`` and override the methods that
+    raise ``NotImplementedError``."""
+
+    code = None  # selection code of vm.whatsapp.integration.provider
+    provider_name = None  # human name, shown to administrators
+    uses_qr = False  # True when a number connects by scanning a QR code
+    polls_status = True  # False when session state only arrives by webhook (sandbox)
+    # True when we choose the webhook secret and give it to the provider; False when the
+    # administrator copies it from the provider (Meta's App Secret)
+    generates_webhook_secret = True
+    default_api_base_url = None
+    timeout = 15  # seconds, for every HTTP call
+    get_retries = 2  # extra attempts for idempotent GETs on a retryable failure
+    # provider session state -> our session state (pending, qr_ready, connected, expired, failed, closed)
+    SESSION_STATES: ClassVar[dict] = {}
+    # provider message status -> our message status (pending, sent, delivered, read, failed)
+    MESSAGE_STATUSES: ClassVar[dict] = {}
+
+    def __init__(
+        self,
+        api_base_url=None,
+        api_key=None,
+        external_id=None,
+        webhook_secret=None,
+        webhook_url=None,
+        base_url=None,
+        http=None,
+        timeout=None,
+    ):
+        """
+        :param api_base_url: provider server / API root (``default_api_base_url`` when empty)
+        :param api_key: credential sent with every API call
+        :param external_id: instance / session / phone-number id at the provider
+        :param webhook_secret: secret that authenticates the provider's webhooks
+        :param webhook_url: our webhook URL, registered with the provider where it allows
+        :param base_url: public URL of the Odoo server (used by the sandbox)
+        :param http: a ``requests.Session`` (tests may pass their own)
+        :param timeout: seconds for each HTTP call
+        """
+        self.api_base_url = (api_base_url or self.default_api_base_url or "").rstrip("/")
+        self.api_key = api_key
+        self.external_id = external_id
+        self.webhook_secret = webhook_secret
+        self.webhook_url = webhook_url
+        self.base_url = (base_url or "").rstrip("/")
+        self.http = http or requests.Session()
+        if timeout:
+            self.timeout = timeout
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(self, external_id=None, phone=None):
+        """Start a connection. Returns a :class:`.events.SessionInfo` with a QR and/or a pairing
+        code (``phone`` asks for a pairing code where the provider offers one). Official providers
+        validate the credentials instead and return the connected state."""
+        raise NotImplementedError
+
+    def get_session_status(self, external_id=None):
+        """Return the current :class:`.events.SessionInfo` of a session."""
+        raise NotImplementedError
+
+    def close_session(self, external_id=None):
+        """Log the session out at the provider. Closing a session that is already closed is not
+        an error."""
+        raise NotImplementedError
+
+    def check_connection(self):
+        """Check that the server is reachable and the credentials are accepted; returns a short
+        human description. Raises :class:`.exceptions.WhatsAppProviderError` otherwise."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ webhooks
+
+    def verify_webhook(self, body, headers):
+        """Authenticate a raw webhook request. Returns ``SIGNATURE_VALID``, ``SIGNATURE_INVALID``
+        or ``SIGNATURE_MISSING``. Fails closed: with no ``webhook_secret`` nothing is valid."""
+        raise NotImplementedError
+
+    def parse_webhook(self, body, headers=None):
+        """Turn a raw body (bytes) into a list of :mod:`.events` objects. Raises
+        :class:`.exceptions.WebhookPayloadError` (and nothing else) for a malformed body; an event
+        this adapter does not handle becomes an ``UnknownEvent``."""
+        raise NotImplementedError
+
+    def handshake(self, params, verify_token):
+        """Answer a provider's GET verification request. Returns the body to send back, or None
+        when the request is not a valid handshake (the provider has none by default)."""
+
+    # ------------------------------------------------------------------ messages
+
+    def send_text(self, to, text):
+        """Send a text message; returns the provider message id."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _header(headers, name):
+        """Case-insensitive header lookup on any mapping (werkzeug headers or a dict)."""
+        if not headers:
+            return None
+        value = headers.get(name)
+        if value is None and isinstance(headers, dict):
+            lowered = name.lower()
+            value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+        return value
+
+    @staticmethod
+    def _load_json(body):
+        """Decode a raw body into a JSON object, or raise WebhookPayloadError."""
+        try:
+            if isinstance(body, (bytes, bytearray)):
+                body = body.decode("utf-8")
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError, TypeError) as e:
+            raise WebhookPayloadError(f"The body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise WebhookPayloadError("The body is not valid JSON: nested too deeply.") from None
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("The body is not a JSON object.")
+        return payload
+
+    def _verify_hmac_hex(self, body, received, digestmod, prefix=""):
+        """Constant-time check of ``received`` against ``prefix + hex(HMAC(secret, body))``."""
+        if not received:
+            return SIGNATURE_MISSING
+        if not self.webhook_secret:
+            return SIGNATURE_INVALID
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        expected = prefix + hmac.new(self.webhook_secret.encode(), body, digestmod).hexdigest()
+        # hex digits are compared case-insensitively (some proxies upper-case them)
+        if hmac.compare_digest(expected.encode(), received.strip().lower().encode("utf-8", "replace")):
+            return SIGNATURE_VALID
+        return SIGNATURE_INVALID
+
+    def _verify_static_secret(self, received):
+        """Constant-time check of a shared secret sent as a header."""
+        if not received:
+            return SIGNATURE_MISSING
+        if not self.webhook_secret:
+            return SIGNATURE_INVALID
+        if hmac.compare_digest(self.webhook_secret.encode(), received.strip().encode("utf-8", "replace")):
+            return SIGNATURE_VALID
+        return SIGNATURE_INVALID
+
+    def _auth_headers(self):
+        """Headers that authenticate our calls to the provider."""
+        return {}
+
+    def _error_message(self, response):
+        """Best human message from an error response body."""
+        try:
+            data = response.json()
+        except ValueError:
+            return (response.text or "").strip()[:300] or response.reason or ""
+        if isinstance(data, dict):
+            err = data.get("error")
+            if isinstance(err, dict):
+                return str(err.get("message") or err)[:300]
+            for key in ("message", "response", "error", "detail"):
+                if data.get(key):
+                    value = data[key]
+                    if isinstance(value, dict) and value.get("message"):
+                        value = value["message"]
+                    if isinstance(value, list):  # Evolution: {"response": {"message": ["..."]}}
+                        value = "; ".join(str(v) for v in value)
+                    return str(value)[:300]
+        return str(data)[:300]
+
+    def _request(self, method, path, json_body=None, params=None, headers=None, raw=False):
+        """The one way adapters talk HTTP. Returns the decoded JSON (or the response itself with
+        ``raw=True``). Idempotent GETs are retried on retryable failures."""
+        if not self.api_base_url:
+            raise WhatsAppProviderError(
+                f"{self.provider_name}: the API URL is not set.", provider=self.code
+            )
+        url = self.api_base_url + path
+        all_headers = {"Accept": "application/json", **self._auth_headers(), **(headers or {})}
+        attempts = 1 + (self.get_retries if method.upper() == "GET" else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._request_once(method, url, json_body, params, all_headers, raw)
+            except WhatsAppProviderRetryableError:
+                if attempt == attempts:
+                    raise
+                _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, path, attempt + 1)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method, url, json_body, params, headers, raw):
+        name = self.provider_name
+        try:
+            response = self.http.request(
+                method, url, json=json_body, params=params, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise WhatsAppProviderRetryableError(
+                f"{name} did not answer within {self.timeout} seconds.", provider=self.code
+            ) from None
+        except requests.ConnectionError:
+            raise WhatsAppProviderRetryableError(
+                f"Cannot reach {name} at {self.api_base_url}.", provider=self.code
+            ) from None
+        except requests.RequestException as e:
+            raise WhatsAppProviderError(f"{name} request failed: {type(e).__name__}", provider=self.code) from None
+        if response.status_code >= 400:
+            message = self._error_message(response)
+            text = f"{name} answered HTTP {response.status_code}: {message}"
+            if response.status_code in (401, 403):
+                text = f"{name} rejected the credentials (HTTP {response.status_code}): {message}"
+            error_class = (
+                WhatsAppProviderRetryableError
+                if response.status_code >= 500 or response.status_code in (408, 429)
+                else WhatsAppProviderError
+            )
+            raise error_class(text, status_code=response.status_code, provider=self.code)
+        if raw:
+            return response
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise WhatsAppProviderError(
+                f"{name} answered something that is not JSON.", status_code=response.status_code, provider=self.code
+            ) from None
