@@ -1,0 +1,365 @@
+"""Evolution API v2 (self-hosted, Baileys): QR code or pairing code.
+
+Facts used here (reference/provider-apis.md §1): header ``apikey``; the instance is created with our
+webhook (URL, events and the ``X-VM-Webhook-Secret`` header, since Evolution signs nothing);
+``/instance/connect`` answers ``{"count": 0}`` while no QR exists yet and 200
+``{"error": true, ...}`` for an unknown instance; webhook events are lower-case dotted
+(``messages.upsert``), one message per POST.
+
+Contacts: the identity is ``key.remoteJid`` (device suffix dropped), which may be a ``@lid``; the
+phone comes only from a phone JID: ``remoteJid`` itself, else ``remoteJidAlt``, else ``senderPn``.
+In groups the contact is the participant (``participantAlt`` holds its phone when it is a LID).
+"""
+
+import logging
+import secrets
+from typing import ClassVar
+from urllib.parse import quote
+
+from . import register
+from .base import WhatsAppProvider
+from .events import ConnectionUpdate, InboundMessage, QrUpdate, SessionInfo, StatusUpdate, UnknownEvent
+from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .utils import (
+    as_bool,
+    as_dict,
+    as_list,
+    as_text,
+    digits_to_e164,
+    epoch_to_utc,
+    is_phone_jid,
+    normalize_jid,
+    phone_from_jid,
+    require_text,
+)
+
+_logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-VM-Webhook-Secret"
+WEBHOOK_EVENTS = ["QRCODE_UPDATED", "CONNECTION_UPDATE", "MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE"]
+# message.<key> -> our message type, in the order they are looked for
+MESSAGE_KINDS = {
+    "conversation": "text",
+    "extendedTextMessage": "text",
+    "imageMessage": "image",
+    "videoMessage": "video",
+    "ptvMessage": "video",
+    "audioMessage": "audio",
+    "documentMessage": "document",
+    "documentWithCaptionMessage": "document",
+    "stickerMessage": "sticker",
+    "locationMessage": "location",
+    "liveLocationMessage": "location",
+    "contactMessage": "contact",
+    "contactsArrayMessage": "contact",
+    "reactionMessage": "reaction",
+}
+MEDIA_KINDS = ("imageMessage", "videoMessage", "ptvMessage", "audioMessage", "documentMessage", "stickerMessage")
+WRAPPERS = ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "documentWithCaptionMessage")
+STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")  # v1 sent the index
+
+
+@register
+class EvolutionProvider(WhatsAppProvider):
+    code = "evolution"
+    provider_name = "Evolution API"
+    uses_qr = True
+
+    # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
+    # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.
+    SESSION_STATES: ClassVar[dict] = {"open": "connected", "connecting": "pending", "close": "closed", "refused": "expired"}
+    MESSAGE_STATUSES: ClassVar[dict] = {
+        "ERROR": "failed",
+        "PENDING": "pending",
+        "SERVER_ACK": "sent",
+        "DELIVERY_ACK": "delivered",
+        "READ": "read",
+        "PLAYED": "read",
+    }
+
+    def _auth_headers(self):
+        return {"apikey": self.api_key} if self.api_key else {}
+
+    def _name(self, external_id=None):
+        name = external_id or self.external_id
+        if not name:
+            raise WhatsAppProviderError("Evolution API: the instance name is not set.", provider=self.code)
+        return name
+
+    def _path(self, template, name):
+        return template.format(quote(name, safe=""))
+
+    # ------------------------------------------------------------------ sessions
+
+    def webhook_config(self):
+        """The ``webhook`` object given to /instance/create and /webhook/set."""
+        if not self.webhook_url or not self.webhook_secret:
+            raise WhatsAppProviderError(
+                "Evolution API: set the webhook URL and the webhook secret before connecting.", provider=self.code
+            )
+        return {
+            "enabled": True,
+            "url": self.webhook_url,
+            "byEvents": False,
+            "base64": False,
+            "headers": {SECRET_HEADER: self.webhook_secret},
+            "events": list(WEBHOOK_EVENTS),
+        }
+
+    def create_session(self, external_id=None, phone=None):
+        """Create the instance with our webhook; when it already exists, set the webhook and ask
+        /instance/connect for the current QR instead."""
+        name = external_id or self.external_id or "vm-" + secrets.token_hex(6)
+        number = digits_to_e164(phone)
+        body = {"instanceName": name, "integration": "WHATSAPP-BAILEYS", "qrcode": True, "webhook": self.webhook_config()}
+        if number:
+            body["number"] = number[1:]
+        try:
+            data = self._request("POST", "/instance/create", json_body=body)
+        except WhatsAppProviderError as e:
+            if e.status_code not in (400, 403) or "already in use" not in e.message.lower():
+                raise
+            _logger.info("evolution: instance %s exists, reconnecting it", name)
+            self._request("POST", self._path("/webhook/set/{}", name), json_body={"webhook": self.webhook_config()})
+            params = {"number": number[1:]} if number else None
+            data = self._request("GET", self._path("/instance/connect/{}", name), params=params)
+            return self._session_from_connect(name, as_dict(data))
+        data = as_dict(data)
+        self._raise_for_error_body(data)
+        info = self._session_from_connect(name, as_dict(data.get("qrcode")))
+        if info.state == "pending":
+            state = self.SESSION_STATES.get(as_text(as_dict(data.get("instance")).get("status")) or "")
+            info.state = "connected" if state == "connected" else "pending"
+        return info
+
+    def get_session_status(self, external_id=None):
+        name = self._name(external_id)
+        data = as_dict(self._request("GET", self._path("/instance/connectionState/{}", name)))
+        self._raise_for_error_body(data)
+        raw_state = as_text(as_dict(data.get("instance")).get("state"))
+        if raw_state is None:
+            return SessionInfo(name, "failed", message=f"Evolution API does not know the instance {name}.")
+        if raw_state == "connecting":  # waiting for a scan: fetch the current QR
+            data = self._request("GET", self._path("/instance/connect/{}", name))
+            return self._session_from_connect(name, as_dict(data))
+        info = SessionInfo(name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}")
+        if info.state == "connected":
+            info.phone = self._owner_phone(name)
+        return info
+
+    def _owner_phone(self, name):
+        """The connected number (fetchInstances ``ownerJid``), or None when it cannot be read."""
+        try:
+            data = self._request("GET", "/instance/fetchInstances", params={"instanceName": name})
+        except WhatsAppProviderError as e:
+            _logger.info("evolution: cannot read the owner of %s: %s", name, e)
+            return None
+        for item in as_list(data) or [data]:
+            item = as_dict(item)
+            owner = item.get("ownerJid") or as_dict(item.get("instance")).get("owner")
+            if phone_from_jid(owner):
+                return phone_from_jid(owner)
+        return None
+
+    def _session_from_connect(self, name, data):
+        """SessionInfo from a /instance/connect answer (or the ``qrcode`` of a create answer)."""
+        self._raise_for_error_body(data)
+        instance_state = as_text(as_dict(data.get("instance")).get("state"))
+        if instance_state:
+            return SessionInfo(name, self.SESSION_STATES.get(instance_state, "pending"))
+        code, image = as_text(data.get("code")), as_text(data.get("base64"))
+        if code or image:
+            return SessionInfo(name, "qr_ready", qr_code=code, qr_image=image, pairing_code=as_text(data.get("pairingCode")))
+        return SessionInfo(
+            name,
+            "pending",
+            message="Evolution API has no QR code yet; if this lasts, check CONFIG_SESSION_PHONE_VERSION on the server.",
+        )
+
+    def _raise_for_error_body(self, data):
+        """Evolution answers some failures with HTTP 200 and ``{"error": true, "message": ...}``."""
+        if isinstance(data, dict) and data.get("error") is True:
+            message = data.get("message") or as_dict(data.get("response")).get("message") or "unknown error"
+            raise WhatsAppProviderError(f"Evolution API: {message}", provider=self.code)
+
+    def close_session(self, external_id=None):
+        """Log out (the instance stays, ready for a new QR). Not connected is not an error."""
+        name = self._name(external_id)
+        try:
+            self._request("DELETE", self._path("/instance/logout/{}", name))
+        except WhatsAppProviderError as e:
+            if e.status_code != 400 or "not connected" not in e.message.lower():
+                raise
+        return SessionInfo(name, "closed")
+
+    def check_connection(self):
+        if self.external_id:
+            data = as_dict(self._request("GET", self._path("/instance/connectionState/{}", self.external_id)))
+            self._raise_for_error_body(data)
+            state = as_text(as_dict(data.get("instance")).get("state")) or "unknown"
+            return f"Evolution API reachable; instance {self.external_id} is {state}."
+        data = self._request("GET", "/instance/fetchInstances")
+        return f"Evolution API reachable; {len(as_list(data))} instance(s) visible with this key."
+
+    # ------------------------------------------------------------------ messages
+
+    def send_text(self, to, text):
+        """POST /message/sendText/{instance}; ``to`` is a phone (digits or E.164) or a JID."""
+        number = to if "@" in (to or "") else (digits_to_e164(to) or "")[1:]
+        if not number:
+            raise WhatsAppProviderError(f"Evolution API: cannot send to {to!r}.", provider=self.code)
+        path = self._path("/message/sendText/{}", self._name())
+        data = self._request("POST", path, json_body={"number": number, "text": text})
+        message_id = as_text(as_dict(as_dict(data).get("key")).get("id"))
+        if not message_id:
+            raise WhatsAppProviderError("Evolution API did not return a message id.", provider=self.code)
+        return message_id
+
+    # ------------------------------------------------------------------ webhooks
+
+    def verify_webhook(self, body, headers):
+        return self._verify_static_secret(self._header(headers, SECRET_HEADER))
+
+    def parse_webhook(self, body, headers=None):
+        payload = self._load_json(body)
+        event = as_text(payload.get("event"))
+        if event is None:
+            raise WebhookPayloadError("Evolution webhook: field 'event' is missing.")
+        event = event.lower().replace("_", ".").replace("-", ".")
+        session = as_text(payload.get("instance"))
+        data = payload.get("data")
+        items = data if isinstance(data, list) else [data]
+        if event in ("messages.upsert", "send.message"):
+            return [self._parse_message(session, item) for item in items]
+        if event == "messages.update":
+            return [self._parse_status(session, item, payload) for item in items]
+        if event == "connection.update":
+            return [self._parse_connection(session, as_dict(data), payload)]
+        if event == "qrcode.updated":
+            return [self._parse_qr(session, as_dict(data), payload)]
+        return [UnknownEvent(session=session, event_type=event, raw=payload)]
+
+    def _parse_message(self, session, data):
+        if not isinstance(data, dict):
+            raise WebhookPayloadError("Evolution message: field 'data' must be an object.")
+        key = data.get("key")
+        if not isinstance(key, dict):
+            raise WebhookPayloadError("Evolution message: field 'data.key' must be an object.")
+        remote_jid = normalize_jid(key.get("remoteJid"))
+        if remote_jid is None:
+            raise WebhookPayloadError("Evolution message: field 'key.remoteJid' is missing.")
+        from_me = as_bool(key.get("fromMe"))
+        is_group = remote_jid.endswith("@g.us")
+        if is_group:
+            participant = normalize_jid(key.get("participant") or data.get("participant"))
+            identity = participant or remote_jid
+            candidates = (key.get("participantAlt"), participant)
+        else:
+            identity = remote_jid
+            candidates = (remote_jid, key.get("remoteJidAlt"), key.get("senderPn"), key.get("previousRemoteJid"))
+        phone = next((phone_from_jid(c) for c in candidates if is_phone_jid(c)), None)
+        if phone is None and not is_group:
+            phone = digits_to_e164(key.get("senderPn"))  # some versions send bare digits
+        message = as_dict(data.get("message"))
+        message_type, text, media = _extract_content(message, as_text(data.get("messageType")))
+        if media is not None:
+            media["id"] = as_text(key.get("id"))
+        return InboundMessage(
+            session=session,
+            message_id=require_text(key, "id", "Evolution message key"),
+            contact_identity=identity,
+            contact_phone=phone,
+            contact_name=None if from_me else as_text(data.get("pushName")),
+            text=text,
+            message_type=message_type,
+            media=media,
+            timestamp=epoch_to_utc(data.get("messageTimestamp")),
+            from_me=from_me,
+            is_group=is_group,
+        )
+
+    def _parse_status(self, session, data, payload):
+        if not isinstance(data, dict):
+            raise WebhookPayloadError("Evolution status: field 'data' must be an object.")
+        key = as_dict(data.get("key"))
+        message_id = as_text(data.get("keyId")) or as_text(key.get("id"))
+        if message_id is None:
+            raise WebhookPayloadError("Evolution status: neither 'keyId' nor 'key.id' is present.")
+        raw_status = data.get("status", as_dict(data.get("update")).get("status"))
+        if isinstance(raw_status, int) and not isinstance(raw_status, bool) and 0 <= raw_status < len(STATUS_NAMES):
+            raw_status = STATUS_NAMES[raw_status]
+        status = self.MESSAGE_STATUSES.get(as_text(raw_status) or "")
+        if status is None:  # DELETED, poll updates...
+            return UnknownEvent(session=session, event_type="messages.update", raw=payload)
+        return StatusUpdate(
+            session=session,
+            message_id=message_id,
+            status=status,
+            error="Evolution API reported ERROR" if status == "failed" else None,
+            recipient=normalize_jid(data.get("remoteJid") or key.get("remoteJid")),
+        )
+
+    def _parse_connection(self, session, data, payload):
+        state = self.SESSION_STATES.get(as_text(data.get("state")) or "")
+        if state is None:
+            return UnknownEvent(session=session, event_type="connection.update", raw=payload)
+        reason = as_text(data.get("statusReason"))
+        return ConnectionUpdate(
+            session=session or as_text(data.get("instance")),
+            state=state,
+            phone=phone_from_jid(data.get("wuid")),
+            reason=None if reason == "200" else reason,
+        )
+
+    def _parse_qr(self, session, data, payload):
+        qrcode = data.get("qrcode")
+        if isinstance(qrcode, dict):
+            return QrUpdate(
+                session=session or as_text(qrcode.get("instance")),
+                qr_code=as_text(qrcode.get("code")),
+                qr_image=as_text(qrcode.get("base64")),
+                pairing_code=as_text(qrcode.get("pairingCode")),
+            )
+        if data.get("message") or data.get("statusCode"):  # "QR code limit reached, please login again"
+            return ConnectionUpdate(session=session, state="expired", reason=as_text(data.get("message")))
+        return UnknownEvent(session=session, event_type="qrcode.updated", raw=payload)
+
+
+def _unwrap(message):
+    """Strip ephemeral / view-once / document-with-caption wrappers."""
+    for _depth in range(4):
+        inner = next((as_dict(message[w]).get("message") for w in WRAPPERS if isinstance(message.get(w), dict)), None)
+        if not isinstance(inner, dict):
+            break
+        message = inner
+    return message
+
+
+def _extract_content(message, message_type_hint):
+    """(type, text, media) of a Baileys message. Text order: conversation, extendedTextMessage.text
+    (v1 / pre-2.2 bodies), then captions. Binary and Long fields (2.3.6) are never read."""
+    media_url = as_text(message.get("mediaUrl"))  # set only when Evolution stores media on S3
+    message = _unwrap(message)
+    kind = message_type_hint if message_type_hint in MESSAGE_KINDS and message_type_hint in message else None
+    kind = kind or next((k for k in MESSAGE_KINDS if k in message), None)
+    body = as_dict(message.get(kind)) if kind else {}
+    text = message.get("conversation") if kind == "conversation" else None
+    if kind == "extendedTextMessage" or (kind is None and isinstance(message.get("extendedTextMessage"), dict)):
+        text = as_dict(message.get("extendedTextMessage")).get("text")
+        kind = "extendedTextMessage"
+    media = None
+    if kind in MEDIA_KINDS:
+        text = body.get("caption")
+        media = {
+            "mimetype": as_text(body.get("mimetype")),
+            "filename": as_text(body.get("fileName")),
+            "caption": as_text(body.get("caption")),
+            "url": media_url,
+        }
+    elif kind == "reactionMessage":
+        text = body.get("text")
+    elif kind in ("locationMessage", "liveLocationMessage"):
+        text = body.get("name") or body.get("address")
+    elif kind in ("contactMessage", "contactsArrayMessage"):
+        text = body.get("displayName")
+    return MESSAGE_KINDS.get(kind, "other"), text if isinstance(text, str) else "", media
