@@ -1,0 +1,186 @@
+"""WhatsApp Cloud API payloads, shared by ``meta`` (Meta itself) and ``dialog360`` (360dialog,
+which forwards Meta's webhook bodies unchanged and takes Meta's message bodies).
+
+Webhook shape (reference/provider-apis.md §3.5)::
+
+    {"object": "whatsapp_business_account",
+     "entry": [{"id": "<WABA id>", "changes": [{"field": "messages", "value": {
+         "metadata": {"phone_number_id": ..}, "contacts": [..], "messages": [..], "statuses": [..]}}]}]}
+
+One POST may batch several entries, changes, messages and statuses. ``contacts[].wa_id`` may be
+missing (only the business-scoped ``user_id`` is given); the identity is then the ``user_id`` and
+no phone is derived. ``smb_message_echoes`` (messages typed in the WhatsApp Business app of a
+coexistence number) become ``from_me`` messages.
+"""
+
+from typing import ClassVar
+
+from .base import WhatsAppProvider
+from .events import InboundMessage, StatusUpdate, UnknownEvent
+from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .utils import as_dict, as_list, as_text, digits_to_e164, epoch_to_utc, require_text
+
+MEDIA_TYPES = {"image": "image", "video": "video", "audio": "audio", "document": "document", "sticker": "sticker"}
+
+
+class CloudApiProvider(WhatsAppProvider):
+    """Parsing and sending shared by the Cloud API providers (not registered itself)."""
+
+    MESSAGE_STATUSES: ClassVar[dict] = {
+        "sent": "sent",
+        "delivered": "delivered",
+        "read": "read",
+        "played": "read",
+        "failed": "failed",
+    }
+    messages_path = "/messages"  # where send_text posts (Meta prefixes the phone number id)
+
+    # ------------------------------------------------------------------ webhooks
+
+    def parse_webhook(self, body, headers=None):
+        payload = self._load_json(body)
+        if "entry" not in payload and ("messages" in payload or "statuses" in payload):
+            return self._parse_value(payload, "messages", payload)  # a bare ``value`` (older relays)
+        if payload.get("object") not in (None, "whatsapp_business_account"):
+            return [UnknownEvent(event_type=str(payload.get("object")), raw=payload)]
+        entries = payload.get("entry")
+        if not isinstance(entries, list):
+            raise WebhookPayloadError("Cloud API webhook: field 'entry' must be a list.")
+        events = []
+        for entry in entries:
+            changes = as_dict(entry).get("changes")
+            if not isinstance(changes, list):
+                raise WebhookPayloadError("Cloud API webhook: field 'entry[].changes' must be a list.")
+            for change in changes:
+                change = as_dict(change)
+                field = as_text(change.get("field")) or ""
+                value = change.get("value")
+                if field not in ("messages", "smb_message_echoes") or not isinstance(value, dict):
+                    events.append(UnknownEvent(event_type=field or "unknown", raw=change))
+                    continue
+                events.extend(self._parse_value(value, field, change))
+        return events
+
+    def _parse_value(self, value, field, raw):
+        session = as_text(as_dict(value.get("metadata")).get("phone_number_id"))
+        contacts = [as_dict(c) for c in as_list(value.get("contacts"))]
+        events = []
+        for message in as_list(value.get("messages")):
+            events.append(self._parse_message(session, as_dict(message), contacts))
+        for message in as_list(value.get("message_echoes")):
+            events.append(self._parse_message(session, as_dict(message), contacts, from_me=True))
+        for status in as_list(value.get("statuses")):
+            events.append(self._parse_status(session, as_dict(status), raw))
+        if not events:  # errors-only values, history, unknown content
+            events.append(UnknownEvent(session=session, event_type=field, raw=raw))
+        return events
+
+    @staticmethod
+    def _find_contact(contacts, wa_id, user_id):
+        for contact in contacts:
+            if (wa_id and as_text(contact.get("wa_id")) == wa_id) or (
+                user_id and as_text(contact.get("user_id")) == user_id
+            ):
+                return contact
+        return contacts[0] if len(contacts) == 1 else {}
+
+    def _parse_message(self, session, message, contacts, from_me=False):
+        message_id = require_text(message, "id", "Cloud API message")
+        if from_me:  # echo of a message the business typed: the contact is the recipient
+            wa_id, user_id = as_text(message.get("to")), as_text(message.get("to_user_id"))
+        else:
+            wa_id, user_id = as_text(message.get("from")), as_text(message.get("from_user_id"))
+        contact = self._find_contact(contacts, wa_id, user_id)
+        wa_id = wa_id or as_text(contact.get("wa_id"))
+        user_id = user_id or as_text(contact.get("user_id"))
+        identity = wa_id or user_id
+        if identity is None:
+            raise WebhookPayloadError("Cloud API message: neither 'from', 'wa_id' nor 'user_id' is present.")
+        message_type, text, media = _content(message)
+        return InboundMessage(
+            session=session,
+            message_id=message_id,
+            contact_identity=identity,
+            contact_phone=digits_to_e164(wa_id),
+            contact_name=None if from_me else as_text(as_dict(contact.get("profile")).get("name")),
+            text=text,
+            message_type=message_type,
+            media=media,
+            timestamp=epoch_to_utc(message.get("timestamp")),
+            from_me=from_me,
+            is_group=bool(as_text(message.get("group_id"))),
+        )
+
+    def _parse_status(self, session, status, raw):
+        value = self.MESSAGE_STATUSES.get(as_text(status.get("status")) or "")
+        if value is None:
+            return UnknownEvent(session=session, event_type="status", raw=raw)
+        first = as_dict(next(iter(as_list(status.get("errors"))), None))
+        title = as_text(first.get("title")) or as_text(first.get("message"))
+        error = ": ".join(part for part in (as_text(first.get("code")), title) if part) or None
+        details = as_text(as_dict(first.get("error_data")).get("details"))
+        if error and details and details != title:
+            error += f" ({details})"
+        return StatusUpdate(
+            session=session,
+            message_id=require_text(status, "id", "Cloud API status"),
+            status=value,
+            timestamp=epoch_to_utc(status.get("timestamp")),
+            error=error,
+            recipient=as_text(status.get("recipient_id")) or as_text(status.get("recipient_user_id")),
+        )
+
+    # ------------------------------------------------------------------ messages
+
+    def send_text(self, to, text):
+        """Send a text; ``to`` is a phone (digits or E.164) or a wa_id. Returns the wamid."""
+        number = digits_to_e164(to)
+        if number is None:
+            raise WhatsAppProviderError(f"{self.provider_name}: cannot send to {to!r}.", provider=self.code)
+        body = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": number[1:],
+            "type": "text",
+            "text": {"body": text, "preview_url": False},
+        }
+        data = self._request("POST", self.messages_path, json_body=body)
+        message_id = as_text(as_dict(next(iter(as_list(as_dict(data).get("messages"))), None)).get("id"))
+        if not message_id:
+            raise WhatsAppProviderError(f"{self.provider_name} did not return a message id.", provider=self.code)
+        return message_id
+
+
+def _content(message):
+    """(type, text, media) of a Cloud API message."""
+    kind = as_text(message.get("type")) or ""
+    body = as_dict(message.get(kind))
+    if kind == "text":
+        return "text", _str(body.get("body")), None
+    if kind in MEDIA_TYPES:
+        media = {
+            "id": as_text(body.get("id")),
+            "url": as_text(body.get("url")),
+            "mimetype": as_text(body.get("mime_type")),
+            "filename": as_text(body.get("filename")),
+            "caption": as_text(body.get("caption")),
+            "sha256": as_text(body.get("sha256")),
+        }
+        return MEDIA_TYPES[kind], _str(body.get("caption")), media
+    if kind == "location":
+        return "location", _str(body.get("name") or body.get("address")), None
+    if kind == "contacts":
+        first = as_dict(next(iter(as_list(message.get("contacts"))), None))
+        return "contact", _str(as_dict(first.get("name")).get("formatted_name")), None
+    if kind == "reaction":
+        return "reaction", _str(body.get("emoji")), None
+    if kind == "button":  # quick-reply button of a template
+        return "text", _str(body.get("text")), None
+    if kind == "interactive":
+        reply = as_dict(body.get("button_reply")) or as_dict(body.get("list_reply"))
+        return "text", _str(reply.get("title")), None
+    return "other", "", None
+
+
+def _str(value):
+    return value if isinstance(value, str) else ""
