@@ -31,4 +31,4 @@ def get_provider_class(code):
 
 
 # Importing the adapters registers them.
-from . import dialog360, evolution, meta, sandbox, waha  # noqa: F401
+from . import dialog360, evolution, meta, sandbox, waha  # noqa: E402, F401

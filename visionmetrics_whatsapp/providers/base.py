@@ -197,9 +197,7 @@ class WhatsAppProvider:
         """The one way adapters talk HTTP. Returns the decoded JSON (or the response itself with
         ``raw=True``). Idempotent GETs are retried on retryable failures."""
         if not self.api_base_url:
-            raise WhatsAppProviderError(
-                f"{self.provider_name}: the API URL is not set.", provider=self.code
-            )
+            raise WhatsAppProviderError(f"{self.provider_name}: the API URL is not set.", provider=self.code)
         url = self.api_base_url + path
         all_headers = {"Accept": "application/json", **self._auth_headers(), **(headers or {})}
         attempts = 1 + (self.get_retries if method.upper() == "GET" else 0)
@@ -227,7 +225,9 @@ class WhatsAppProvider:
                 f"Cannot reach {name} at {self.api_base_url}.", provider=self.code
             ) from None
         except requests.RequestException as e:
-            raise WhatsAppProviderError(f"{name} request failed: {type(e).__name__}", provider=self.code) from None
+            raise WhatsAppProviderError(
+                f"{name} request failed: {type(e).__name__}", provider=self.code
+            ) from None
         if response.status_code >= 400:
             message = self._error_message(response)
             text = f"{name} answered HTTP {response.status_code}: {message}"
@@ -247,5 +247,7 @@ class WhatsAppProvider:
             return response.json()
         except ValueError:
             raise WhatsAppProviderError(
-                f"{name} answered something that is not JSON.", status_code=response.status_code, provider=self.code
+                f"{name} answered something that is not JSON.",
+                status_code=response.status_code,
+                provider=self.code,
             ) from None

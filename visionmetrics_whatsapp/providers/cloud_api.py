@@ -20,7 +20,13 @@ from .events import InboundMessage, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
 from .utils import as_dict, as_list, as_text, digits_to_e164, epoch_to_utc, require_text
 
-MEDIA_TYPES = {"image": "image", "video": "video", "audio": "audio", "document": "document", "sticker": "sticker"}
+MEDIA_TYPES = {
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "document": "document",
+    "sticker": "sticker",
+}
 
 
 class CloudApiProvider(WhatsAppProvider):
@@ -147,7 +153,9 @@ class CloudApiProvider(WhatsAppProvider):
         data = self._request("POST", self.messages_path, json_body=body)
         message_id = as_text(as_dict(next(iter(as_list(as_dict(data).get("messages"))), None)).get("id"))
         if not message_id:
-            raise WhatsAppProviderError(f"{self.provider_name} did not return a message id.", provider=self.code)
+            raise WhatsAppProviderError(
+                f"{self.provider_name} did not return a message id.", provider=self.code
+            )
         return message_id
 
 

@@ -12,7 +12,7 @@ from .events import SessionInfo
 from .exceptions import WhatsAppProviderError
 from .utils import as_dict, as_text
 
-SECRET_HEADER = "X-VM-Webhook-Secret"
+WEBHOOK_AUTH_HEADER = "X-VM-Webhook-Secret"
 WEBHOOK_CONFIG_PATH = "/v1/configs/webhook"
 
 
@@ -40,7 +40,7 @@ class Dialog360Provider(CloudApiProvider):
             raise WhatsAppProviderError(
                 "360dialog: set the webhook URL and the webhook secret before connecting.", provider=self.code
             )
-        body = {"url": self.webhook_url, "headers": {SECRET_HEADER: self.webhook_secret}}
+        body = {"url": self.webhook_url, "headers": {WEBHOOK_AUTH_HEADER: self.webhook_secret}}
         return self._request("POST", WEBHOOK_CONFIG_PATH, json_body=body)
 
     def create_session(self, external_id=None, phone=None):
@@ -77,4 +77,4 @@ class Dialog360Provider(CloudApiProvider):
     # ------------------------------------------------------------------ webhooks
 
     def verify_webhook(self, body, headers):
-        return self._verify_static_secret(self._header(headers, SECRET_HEADER))
+        return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))

@@ -35,7 +35,7 @@ from .utils import (
 
 _logger = logging.getLogger(__name__)
 
-SECRET_HEADER = "X-VM-Webhook-Secret"
+WEBHOOK_AUTH_HEADER = "X-VM-Webhook-Secret"
 WEBHOOK_EVENTS = ["QRCODE_UPDATED", "CONNECTION_UPDATE", "MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE"]
 # message.<key> -> our message type, in the order they are looked for
 MESSAGE_KINDS = {
@@ -54,7 +54,14 @@ MESSAGE_KINDS = {
     "contactsArrayMessage": "contact",
     "reactionMessage": "reaction",
 }
-MEDIA_KINDS = ("imageMessage", "videoMessage", "ptvMessage", "audioMessage", "documentMessage", "stickerMessage")
+MEDIA_KINDS = (
+    "imageMessage",
+    "videoMessage",
+    "ptvMessage",
+    "audioMessage",
+    "documentMessage",
+    "stickerMessage",
+)
 WRAPPERS = ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "documentWithCaptionMessage")
 STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")  # v1 sent the index
 
@@ -67,7 +74,12 @@ class EvolutionProvider(WhatsAppProvider):
 
     # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
     # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.
-    SESSION_STATES: ClassVar[dict] = {"open": "connected", "connecting": "pending", "close": "closed", "refused": "expired"}
+    SESSION_STATES: ClassVar[dict] = {
+        "open": "connected",
+        "connecting": "pending",
+        "close": "closed",
+        "refused": "expired",
+    }
     MESSAGE_STATUSES: ClassVar[dict] = {
         "ERROR": "failed",
         "PENDING": "pending",
@@ -95,14 +107,15 @@ class EvolutionProvider(WhatsAppProvider):
         """The ``webhook`` object given to /instance/create and /webhook/set."""
         if not self.webhook_url or not self.webhook_secret:
             raise WhatsAppProviderError(
-                "Evolution API: set the webhook URL and the webhook secret before connecting.", provider=self.code
+                "Evolution API: set the webhook URL and the webhook secret before connecting.",
+                provider=self.code,
             )
         return {
             "enabled": True,
             "url": self.webhook_url,
             "byEvents": False,
             "base64": False,
-            "headers": {SECRET_HEADER: self.webhook_secret},
+            "headers": {WEBHOOK_AUTH_HEADER: self.webhook_secret},
             "events": list(WEBHOOK_EVENTS),
         }
 
@@ -111,7 +124,12 @@ class EvolutionProvider(WhatsAppProvider):
         /instance/connect for the current QR instead."""
         name = external_id or self.external_id or "vm-" + secrets.token_hex(6)
         number = digits_to_e164(phone)
-        body = {"instanceName": name, "integration": "WHATSAPP-BAILEYS", "qrcode": True, "webhook": self.webhook_config()}
+        body = {
+            "instanceName": name,
+            "integration": "WHATSAPP-BAILEYS",
+            "qrcode": True,
+            "webhook": self.webhook_config(),
+        }
         if number:
             body["number"] = number[1:]
         try:
@@ -120,7 +138,9 @@ class EvolutionProvider(WhatsAppProvider):
             if e.status_code not in (400, 403) or "already in use" not in e.message.lower():
                 raise
             _logger.info("evolution: instance %s exists, reconnecting it", name)
-            self._request("POST", self._path("/webhook/set/{}", name), json_body={"webhook": self.webhook_config()})
+            self._request(
+                "POST", self._path("/webhook/set/{}", name), json_body={"webhook": self.webhook_config()}
+            )
             params = {"number": number[1:]} if number else None
             data = self._request("GET", self._path("/instance/connect/{}", name), params=params)
             return self._session_from_connect(name, as_dict(data))
@@ -142,7 +162,9 @@ class EvolutionProvider(WhatsAppProvider):
         if raw_state == "connecting":  # waiting for a scan: fetch the current QR
             data = self._request("GET", self._path("/instance/connect/{}", name))
             return self._session_from_connect(name, as_dict(data))
-        info = SessionInfo(name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}")
+        info = SessionInfo(
+            name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}"
+        )
         if info.state == "connected":
             info.phone = self._owner_phone(name)
         return info
@@ -169,11 +191,14 @@ class EvolutionProvider(WhatsAppProvider):
             return SessionInfo(name, self.SESSION_STATES.get(instance_state, "pending"))
         code, image = as_text(data.get("code")), as_text(data.get("base64"))
         if code or image:
-            return SessionInfo(name, "qr_ready", qr_code=code, qr_image=image, pairing_code=as_text(data.get("pairingCode")))
+            return SessionInfo(
+                name, "qr_ready", qr_code=code, qr_image=image, pairing_code=as_text(data.get("pairingCode"))
+            )
         return SessionInfo(
             name,
             "pending",
-            message="Evolution API has no QR code yet; if this lasts, check CONFIG_SESSION_PHONE_VERSION on the server.",
+            message="Evolution API has no QR code yet; if this lasts, "
+            "check CONFIG_SESSION_PHONE_VERSION on the server.",
         )
 
     def _raise_for_error_body(self, data):
@@ -218,7 +243,7 @@ class EvolutionProvider(WhatsAppProvider):
     # ------------------------------------------------------------------ webhooks
 
     def verify_webhook(self, body, headers):
-        return self._verify_static_secret(self._header(headers, SECRET_HEADER))
+        return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))
 
     def parse_webhook(self, body, headers=None):
         payload = self._load_json(body)
@@ -256,7 +281,12 @@ class EvolutionProvider(WhatsAppProvider):
             candidates = (key.get("participantAlt"), participant)
         else:
             identity = remote_jid
-            candidates = (remote_jid, key.get("remoteJidAlt"), key.get("senderPn"), key.get("previousRemoteJid"))
+            candidates = (
+                remote_jid,
+                key.get("remoteJidAlt"),
+                key.get("senderPn"),
+                key.get("previousRemoteJid"),
+            )
         phone = next((phone_from_jid(c) for c in candidates if is_phone_jid(c)), None)
         if phone is None and not is_group:
             phone = digits_to_e164(key.get("senderPn"))  # some versions send bare digits
@@ -286,7 +316,11 @@ class EvolutionProvider(WhatsAppProvider):
         if message_id is None:
             raise WebhookPayloadError("Evolution status: neither 'keyId' nor 'key.id' is present.")
         raw_status = data.get("status", as_dict(data.get("update")).get("status"))
-        if isinstance(raw_status, int) and not isinstance(raw_status, bool) and 0 <= raw_status < len(STATUS_NAMES):
+        if (
+            isinstance(raw_status, int)
+            and not isinstance(raw_status, bool)
+            and 0 <= raw_status < len(STATUS_NAMES)
+        ):
             raw_status = STATUS_NAMES[raw_status]
         status = self.MESSAGE_STATUSES.get(as_text(raw_status) or "")
         if status is None:  # DELETED, poll updates...
@@ -328,7 +362,9 @@ class EvolutionProvider(WhatsAppProvider):
 def _unwrap(message):
     """Strip ephemeral / view-once / document-with-caption wrappers."""
     for _depth in range(4):
-        inner = next((as_dict(message[w]).get("message") for w in WRAPPERS if isinstance(message.get(w), dict)), None)
+        inner = next(
+            (as_dict(message[w]).get("message") for w in WRAPPERS if isinstance(message.get(w), dict)), None
+        )
         if not isinstance(inner, dict):
             break
         message = inner
@@ -344,7 +380,9 @@ def _extract_content(message, message_type_hint):
     kind = kind or next((k for k in MESSAGE_KINDS if k in message), None)
     body = as_dict(message.get(kind)) if kind else {}
     text = message.get("conversation") if kind == "conversation" else None
-    if kind == "extendedTextMessage" or (kind is None and isinstance(message.get("extendedTextMessage"), dict)):
+    if kind == "extendedTextMessage" or (
+        kind is None and isinstance(message.get("extendedTextMessage"), dict)
+    ):
         text = as_dict(message.get("extendedTextMessage")).get("text")
         kind = "extendedTextMessage"
     media = None

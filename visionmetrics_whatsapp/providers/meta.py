@@ -36,7 +36,9 @@ class MetaProvider(CloudApiProvider):
         if not phone_number_id:
             raise WhatsAppProviderError("Meta: the phone number id is not set.", provider=self.code)
         if not str(phone_number_id).isdigit():
-            raise WhatsAppProviderError("Meta: the phone number id must contain only digits.", provider=self.code)
+            raise WhatsAppProviderError(
+                "Meta: the phone number id must contain only digits.", provider=self.code
+            )
         return str(phone_number_id)
 
     @property
@@ -74,7 +76,9 @@ class MetaProvider(CloudApiProvider):
 
     def check_connection(self):
         info = self.get_session_status()
-        return f"Meta Cloud API: {info.phone or 'number'} ({info.message or 'no verified name'}) is reachable."
+        return (
+            f"Meta Cloud API: {info.phone or 'number'} ({info.message or 'no verified name'}) is reachable."
+        )
 
     # ------------------------------------------------------------------ webhooks
 

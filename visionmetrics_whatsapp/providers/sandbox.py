@@ -131,7 +131,9 @@ class SandboxProvider(WhatsAppProvider):
             state = self.SESSION_STATES.get(as_text(payload.get("state")) or "")
             if state is None:
                 return [UnknownEvent(session=session, event_type="connection", raw=payload)]
-            return [ConnectionUpdate(session=session, state=state, phone=digits_to_e164(payload.get("phone")))]
+            return [
+                ConnectionUpdate(session=session, state=state, phone=digits_to_e164(payload.get("phone")))
+            ]
         return [UnknownEvent(session=session, event_type=event, raw=payload)]
 
     def _parse_message(self, session, message):
@@ -196,7 +198,12 @@ class SandboxProvider(WhatsAppProvider):
     @staticmethod
     def build_status_payload(session, message_id, status, timestamp=None, error=None):
         """Body (bytes) of a status webhook."""
-        status_obj = {"id": message_id, "status": status, "timestamp": _epoch_seconds(timestamp), "error": error}
+        status_obj = {
+            "id": message_id,
+            "status": status,
+            "timestamp": _epoch_seconds(timestamp),
+            "error": error,
+        }
         return _dump({"event": "status", "session": session, "status": status_obj})
 
     @staticmethod

@@ -105,11 +105,15 @@ class WahaProvider(WhatsAppProvider):
         name = external_id or self.external_id or self.default_session
         config = {"webhooks": [self.webhook_config()]}
         try:
-            data = self._request("POST", "/api/sessions", json_body={"name": name, "start": True, "config": config})
+            data = self._request(
+                "POST", "/api/sessions", json_body={"name": name, "start": True, "config": config}
+            )
         except WhatsAppProviderError as e:
             if e.status_code not in (409, 422) or "exist" not in e.message.lower():
                 raise
-            self._request("PUT", f"/api/sessions/{self._name(name)}", json_body={"name": name, "config": config})
+            self._request(
+                "PUT", f"/api/sessions/{self._name(name)}", json_body={"name": name, "config": config}
+            )
             data = self._request("POST", f"/api/sessions/{self._name(name)}/start")
         info = self._session_info(name, as_dict(data))
         if info.state == "qr_ready" and digits_to_e164(phone):
@@ -122,7 +126,9 @@ class WahaProvider(WhatsAppProvider):
         if number is None:
             raise WhatsAppProviderError(f"WAHA: {phone!r} is not a phone number.", provider=self.code)
         path = f"/api/{self._name(external_id)}/auth/request-code"
-        return as_text(as_dict(self._request("POST", path, json_body={"phoneNumber": number[1:]})).get("code"))
+        return as_text(
+            as_dict(self._request("POST", path, json_body={"phoneNumber": number[1:]})).get("code")
+        )
 
     def get_session_status(self, external_id=None):
         name = external_id or self.external_id or self.default_session
@@ -194,7 +200,9 @@ class WahaProvider(WhatsAppProvider):
             raise WebhookPayloadError("WAHA webhook: field 'event' is missing.")
         session = as_text(envelope.get("session"))
         payload = envelope.get("payload")
-        if event in ("message", "message.any", "session.status", "message.ack") and not isinstance(payload, dict):
+        if event in ("message", "message.any", "session.status", "message.ack") and not isinstance(
+            payload, dict
+        ):
             raise WebhookPayloadError(f"WAHA {event}: field 'payload' must be an object.")
         if event in ("message", "message.any"):
             return [self._parse_message(session, payload)]
