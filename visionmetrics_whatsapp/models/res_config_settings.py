@@ -1,0 +1,41 @@
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    vm_whatsapp_integration_ids = fields.One2many(related="company_id.vm_whatsapp_integration_ids")
+    vm_whatsapp_key_status = fields.Char("Encryption Key", compute="_compute_vm_whatsapp_key_status")
+
+    @api.depends("company_id")
+    def _compute_vm_whatsapp_key_status(self):
+        try:
+            keyring = self.env["vm.whatsapp.integration"]._get_keyring()
+            status = self.env._("Configured (key id %(kid)s)", kid=keyring.current_id)
+        except UserError as e:
+            status = e.args[0]
+        for settings in self:
+            settings.vm_whatsapp_key_status = status
+
+    def action_vm_whatsapp_manage(self):
+        return self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_integration_action")
+
+    def action_vm_whatsapp_test_key(self):
+        kid = self.env["vm.whatsapp.integration"]._get_keyring().self_test()
+        return self._vm_whatsapp_notify(
+            self.env._("The encryption key %(kid)s works: a secret was encrypted and decrypted.", kid=kid)
+        )
+
+    def action_vm_whatsapp_reencrypt(self):
+        count = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
+        return self._vm_whatsapp_notify(
+            self.env._("%(count)s secrets were re-encrypted with the current key.", count=count)
+        )
+
+    def _vm_whatsapp_notify(self, message, notification_type="success"):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": message, "type": notification_type, "sticky": False},
+        }

@@ -1,0 +1,250 @@
+import logging
+import secrets
+
+from odoo import api, fields, models, tools
+from odoo.exceptions import UserError
+
+from ..providers import get_provider_class
+from ..tools import crypto
+
+_logger = logging.getLogger(__name__)
+
+PROVIDER_SELECTION = [
+    ("sandbox", "Sandbox (no account needed)"),
+    ("evolution", "Evolution API"),
+    ("waha", "WAHA"),
+    ("meta", "Meta WhatsApp Cloud API"),
+    ("dialog360", "360dialog"),
+]
+
+
+class VmWhatsappIntegration(models.Model):
+    _name = "vm.whatsapp.integration"
+    _description = "WhatsApp Integration"
+    _order = "company_id, name, id"
+    _check_company_auto = True
+
+    # Write-only secrets: the clear value is never stored; `<field>_encrypted` holds the
+    # AES-256-GCM envelope bound to (model, field, record, company).
+    _SECRET_FIELDS = ("api_key", "webhook_secret")
+
+    name = fields.Char(required=True, default=lambda self: self.env._("WhatsApp"))
+    active = fields.Boolean(default=True)
+    company_id = fields.Many2one(
+        "res.company", required=True, index=True, default=lambda self: self.env.company
+    )
+    provider = fields.Selection(PROVIDER_SELECTION, required=True, default="sandbox")
+    state = fields.Selection(
+        [
+            ("draft", "Draft"),
+            ("connecting", "Connecting"),
+            ("connected", "Connected"),
+            ("disconnected", "Disconnected"),
+            ("error", "Error"),
+        ],
+        required=True,
+        default="draft",
+        readonly=True,
+        copy=False,
+        index=True,
+    )
+    api_base_url = fields.Char(
+        "API URL", help="Server URL (Evolution API, WAHA) or API root (Meta, 360dialog; empty = default)."
+    )
+    external_id = fields.Char(
+        "Instance / Session / Phone Number ID",
+        copy=False,
+        help="Evolution instance name, WAHA session name, or Meta / 360dialog phone number id.",
+    )
+    phone_number = fields.Char("Connected Number", readonly=True, copy=False, help="E.164")
+    webhook_token = fields.Char(
+        required=True,
+        readonly=True,
+        copy=False,
+        default=lambda self: secrets.token_urlsafe(32),
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
+        help="Random token in the webhook URL that identifies this integration (and so its company).",
+    )
+    webhook_url = fields.Char(compute="_compute_webhook_url", groups="visionmetrics_whatsapp.group_whatsapp_manager")
+    api_key = fields.Char(
+        "API Key / Access Token",
+        compute="_compute_secrets",
+        inverse="_inverse_api_key",
+        groups="base.group_system",
+        copy=False,
+        help="Write-only: stored encrypted, never shown again.",
+    )
+    api_key_encrypted = fields.Char(groups="base.group_system", copy=False, prefetch=False, readonly=True)
+    api_key_set = fields.Boolean("API Key Set", compute="_compute_secrets_set", compute_sudo=True)
+    webhook_secret = fields.Char(
+        compute="_compute_secrets",
+        inverse="_inverse_webhook_secret",
+        groups="base.group_system",
+        copy=False,
+        help="Write-only: the secret that authenticates the provider's webhooks (Meta: the App Secret). "
+        "Generated automatically for the other providers when left empty.",
+    )
+    webhook_secret_encrypted = fields.Char(groups="base.group_system", copy=False, prefetch=False, readonly=True)
+    webhook_secret_set = fields.Boolean(compute="_compute_secrets_set", compute_sudo=True)
+    last_webhook_at = fields.Datetime("Last Webhook", readonly=True, copy=False)
+    last_error = fields.Text(readonly=True, copy=False)
+    session_ids = fields.One2many("vm.whatsapp.session", "integration_id", string="Sessions")
+    conversation_ids = fields.One2many("vm.whatsapp.conversation", "integration_id", string="Conversations")
+    conversation_count = fields.Integer(compute="_compute_conversation_count")
+
+    _sql_constraints = [
+        ("webhook_token_uniq", "UNIQUE(webhook_token)", "The webhook token must be unique."),
+    ]
+
+    # ------------------------------------------------------------------ compute
+
+    @api.depends("webhook_token")
+    def _compute_webhook_url(self):
+        base_url = self.get_base_url() if self else ""
+        for integration in self:
+            integration.webhook_url = (
+                f"{base_url}/vm_whatsapp/webhook/{integration.provider}/{integration.webhook_token}"
+                if integration.webhook_token and integration.provider
+                else False
+            )
+
+    def _compute_secrets(self):
+        # Write-only: reading never returns the secret.
+        for integration in self:
+            integration.api_key = False
+            integration.webhook_secret = False
+
+    @api.depends("api_key_encrypted", "webhook_secret_encrypted")
+    def _compute_secrets_set(self):
+        for integration in self:
+            integration.api_key_set = bool(integration.api_key_encrypted)
+            integration.webhook_secret_set = bool(integration.webhook_secret_encrypted)
+
+    def _compute_conversation_count(self):
+        counts = dict(
+            self.env["vm.whatsapp.conversation"]._read_group(
+                [("integration_id", "in", self.ids)], ["integration_id"], ["__count"]
+            )
+        )
+        for integration in self:
+            integration.conversation_count = counts.get(integration, 0)
+
+    def _inverse_api_key(self):
+        for integration in self:
+            if integration.api_key:
+                integration._set_secret("api_key", integration.api_key)
+
+    def _inverse_webhook_secret(self):
+        for integration in self:
+            if integration.webhook_secret:
+                integration._set_secret("webhook_secret", integration.webhook_secret)
+
+    # ------------------------------------------------------------------ CRUD
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        integrations = super().create(vals_list)
+        for integration in integrations:
+            try:
+                integration._ensure_webhook_secret()
+            except UserError:
+                # No encryption key yet: the secret is generated when the integration connects,
+                # where the missing key is reported to the user.
+                _logger.info("Integration %s created without a webhook secret (no encryption key)", integration.id)
+        return integrations
+
+    def write(self, vals):
+        if "company_id" not in vals:
+            return super().write(vals)
+        # The company is part of each ciphertext's associated data: re-encrypt across the move.
+        clear = {
+            integration: {f: integration._get_secret(f) for f in self._SECRET_FIELDS} for integration in self
+        }
+        result = super().write(vals)
+        for integration, values in clear.items():
+            for field_name, value in values.items():
+                if value:
+                    integration._set_secret(field_name, value)
+        return result
+
+    # ------------------------------------------------------------------ secrets
+
+    @api.model
+    def _get_keyring(self):
+        """The encryption keys from the configuration; a UserError that says how to fix a missing
+        or malformed key."""
+        try:
+            return crypto.Keyring.from_config(tools.config.options)
+        except crypto.EncryptionKeyError as e:
+            raise UserError(str(e)) from None
+
+    def _secret_aad(self, field_name):
+        self.ensure_one()
+        return crypto.associated_data(self._name, field_name, self.id, self.company_id.id)
+
+    def _set_secret(self, field_name, value):
+        self.ensure_one()
+        envelope = self._get_keyring().encrypt(value, self._secret_aad(field_name)) if value else False
+        self.sudo().write({f"{field_name}_encrypted": envelope})
+
+    def _get_secret(self, field_name):
+        """The clear value of a secret (for provider calls only; never log or return it to a client)."""
+        self.ensure_one()
+        envelope = self.sudo()[f"{field_name}_encrypted"]
+        if not envelope:
+            return None
+        try:
+            return self._get_keyring().decrypt(envelope, self._secret_aad(field_name))
+        except crypto.DecryptionError as e:
+            raise UserError(
+                self.env._("Cannot read the %(field)s of %(name)s: %(error)s", field=field_name, name=self.name, error=e)
+            ) from None
+
+    def _ensure_webhook_secret(self):
+        """Generate the webhook secret of providers that take it from us (all but Meta, whose
+        App Secret the administrator enters)."""
+        self.ensure_one()
+        if self._get_provider_class().generates_webhook_secret and not self.sudo().webhook_secret_encrypted:
+            self._set_secret("webhook_secret", secrets.token_urlsafe(32))
+
+    @api.model
+    def _reencrypt_all_secrets(self):
+        """Re-encrypt every secret made with a previous key using the current key; returns how
+        many secrets were re-encrypted."""
+        keyring = self._get_keyring()
+        count = 0
+        for integration in self.sudo().with_context(active_test=False).search([]):
+            for field_name in self._SECRET_FIELDS:
+                envelope = integration[f"{field_name}_encrypted"]
+                if envelope and keyring.needs_rotation(envelope):
+                    integration._set_secret(field_name, integration._get_secret(field_name))
+                    count += 1
+        _logger.info("Re-encrypted %s WhatsApp integration secrets with key %s", count, keyring.current_id)
+        return count
+
+    # ------------------------------------------------------------------ provider
+
+    def _get_provider_class(self):
+        self.ensure_one()
+        return get_provider_class(self.provider)
+
+    def _get_provider(self):
+        """The provider adapter for this integration, with its secrets decrypted."""
+        self.ensure_one()
+        return self._get_provider_class()(
+            api_base_url=self.api_base_url,
+            api_key=self._get_secret("api_key"),
+            external_id=self.external_id,
+            webhook_secret=self._get_secret("webhook_secret"),
+            webhook_url=self.sudo().webhook_url,
+            base_url=self.get_base_url(),
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def action_view_conversations(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_conversation_action")
+        action["domain"] = [("integration_id", "=", self.id)]
+        action["context"] = {"default_integration_id": self.id}
+        return action

@@ -1,0 +1,58 @@
+import base64
+import os
+from unittest.mock import patch
+
+from odoo.tests import TransactionCase, new_test_user
+from odoo.tools import config
+
+# Fixed test keys (32 bytes each), never used outside tests.
+TEST_KEY = base64.b64encode(b"k" * 32).decode()
+TEST_KEY_PREVIOUS = "70" * 32  # hex form
+
+
+class WhatsAppCase(TransactionCase):
+    """Base of the addon's Odoo tests: a known encryption key, two companies, factories."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.startClassPatcher(patch.dict(config.options, {"integrations_key": TEST_KEY}))
+        cls.startClassPatcher(patch.dict(os.environ, {}, clear=False))
+        os.environ.pop("INTEGRATIONS_KEY", None)
+        cls.company_a = cls.env.company
+        cls.company_b = cls.env["res.company"].create({"name": "WhatsApp Company B"})
+
+    @classmethod
+    def _create_integration(cls, provider="sandbox", company=None, **vals):
+        return cls.env["vm.whatsapp.integration"].create(
+            {
+                "name": vals.pop("name", f"{provider} integration"),
+                "provider": provider,
+                "company_id": (company or cls.company_a).id,
+                **vals,
+            }
+        )
+
+    @classmethod
+    def _create_conversation(cls, integration, identity="5511987654321@s.whatsapp.net", **vals):
+        return cls.env["vm.whatsapp.conversation"].create(
+            {"integration_id": integration.id, "contact_identity": identity, **vals}
+        )
+
+    @classmethod
+    def _create_message(cls, conversation, external_id="MSG-1", **vals):
+        return cls.env["vm.whatsapp.message"].create(
+            {"conversation_id": conversation.id, "external_id": external_id, "body": "hello", **vals}
+        )
+
+    @classmethod
+    def _create_user(cls, login, company, groups):
+        return new_test_user(
+            cls.env, login=login, groups=groups, company_id=company.id, company_ids=[company.id]
+        )
+
+    def _raw_row(self, record):
+        """All columns of a record's row, read with SQL (what a database dump would show)."""
+        self.env.flush_all()
+        self.env.cr.execute(f"SELECT * FROM {record._table} WHERE id = %s", [record.id])  # noqa: S608
+        return dict(zip([d.name for d in self.env.cr.description], self.env.cr.fetchone(), strict=True))

@@ -1,0 +1,1 @@
+# Plain helpers with no Odoo import (tested without Odoo in the top-level tests/).
