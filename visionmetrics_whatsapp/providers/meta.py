@@ -25,6 +25,7 @@ class MetaProvider(CloudApiProvider):
     code = "meta"
     provider_name = "Meta WhatsApp Cloud API"
     uses_qr = False
+    generates_webhook_secret = False  # the App Secret is copied from the Meta app dashboard
     graph_api_version = GRAPH_API_VERSION
     default_api_base_url = f"{GRAPH_API_URL}/{GRAPH_API_VERSION}"
 
