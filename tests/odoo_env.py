@@ -148,3 +148,10 @@ def odoo_env():
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")])
     return env
+
+
+def run_checked(cmd, env):
+    """Run an Odoo command; exit with its status when it fails."""
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    if proc.returncode:
+        sys.exit(f"Command failed with status {proc.returncode}: {' '.join(cmd[:3])} ...")

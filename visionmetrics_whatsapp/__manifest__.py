@@ -12,6 +12,7 @@
     "data": [
         "security/vm_whatsapp_security.xml",
         "security/ir.model.access.csv",
+        "data/utm_source_data.xml",
         "views/vm_whatsapp_integration_views.xml",
         "views/vm_whatsapp_session_views.xml",
         "views/vm_whatsapp_conversation_views.xml",
@@ -21,6 +22,7 @@
         "views/res_config_settings_views.xml",
         "views/vm_whatsapp_menus.xml",
     ],
+    "demo": ["demo/vm_whatsapp_demo.xml"],
     "installable": True,
     "application": False,
 }
