@@ -106,7 +106,9 @@ class SessionInfo:
     """What ``create_session`` and ``get_session_status`` return."""
 
     external_id: str
-    state: str  # one of SESSION_STATES
+    # one of SESSION_STATES; None (sandbox get_session_status only) means "unknown: keep the
+    # state you have", because the sandbox learns about scans from its own route, not by polling
+    state: str | None
     qr_code: str | None = None  # raw QR payload, to be rendered
     qr_image: str | None = None  # PNG as data URL or base64, when the provider renders it
     pairing_code: str | None = None
