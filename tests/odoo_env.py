@@ -37,9 +37,15 @@ def find_odoo():
         raise OdooNotFound(f"ODOO_SRC={src} is not an Odoo source tree (no odoo/release.py)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(odoo_pythonpath() + [os.environ.get("PYTHONPATH", "")]))
     probe = subprocess.run(
-        [sys.executable, "-c", "import odoo.release, os; print(odoo.release.version_info[0]); "
-         "print(os.path.dirname(odoo.__file__))"],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import odoo.release, os; print(odoo.release.version_info[0]); print(os.path.dirname(odoo.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
@@ -127,10 +133,10 @@ def write_config(path, params, odoo_addons, http_port, integrations_key, dbname=
     lines = f"""
         [options]
         addons_path = {addons_path}
-        db_host = {params['host']}
-        db_port = {params['port']}
-        db_user = {params['user']}
-        db_password = {params['password'] or 'False'}
+        db_host = {params["host"]}
+        db_port = {params["port"]}
+        db_user = {params["user"]}
+        db_password = {params["password"] or "False"}
         http_port = {http_port}
         http_interface = 127.0.0.1
         integrations_key = {integrations_key}

@@ -64,9 +64,21 @@ def run_odoo_suite(tally, odoo_cmd, odoo_addons, workdir):
         Path(workdir) / "odoo-test.conf", params, odoo_addons, odoo_env.free_port(), odoo_env.new_key(), dbname
     )
     log_path = Path(workdir) / "odoo-test.log"
-    cmd = [*odoo_cmd, "-c", str(conf), "-d", dbname, "-i", odoo_env.ADDON, "--without-demo=all",
-           "--test-enable", f"--test-tags=/{odoo_env.ADDON}", "--stop-after-init", "--log-level=info",
-           f"--logfile={log_path}"]
+    cmd = [
+        *odoo_cmd,
+        "-c",
+        str(conf),
+        "-d",
+        dbname,
+        "-i",
+        odoo_env.ADDON,
+        "--without-demo=all",
+        "--test-enable",
+        f"--test-tags=/{odoo_env.ADDON}",
+        "--stop-after-init",
+        "--log-level=info",
+        f"--logfile={log_path}",
+    ]
     print(f"\n=== Odoo tests: installing {odoo_env.ADDON} on fresh database {dbname!r}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=odoo_env.odoo_env(), check=False)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""

@@ -1,4 +1,17 @@
-from odoo import fields, models
+import json
+import logging
+
+from psycopg2.errors import UniqueViolation
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import mute_logger
+
+from ..providers import WhatsAppProviderError, WhatsAppProviderRetryableError
+from ..tools.token import extract_token
+
+_logger = logging.getLogger(__name__)
+MEDIA_MAX_ATTEMPTS = 5
 
 MESSAGE_TYPES = [
     ("text", "Text"),
@@ -53,7 +66,18 @@ class VmWhatsappMessage(models.Model):
         default="received",
         readonly=True,
     )
-    webhook_log_id = fields.Many2one("vm.whatsapp.webhook.log", readonly=True, index="btree_not_null", ondelete="set null")
+    webhook_log_id = fields.Many2one(
+        "vm.whatsapp.webhook.log", readonly=True, index="btree_not_null", ondelete="set null"
+    )
+    status_error = fields.Char(readonly=True, help="Why the provider could not deliver the message.")
+    media_ref = fields.Text("Media Reference", readonly=True, help="Provider media reference (JSON).")
+    media_state = fields.Selection(
+        [("pending", "To download"), ("done", "Downloaded"), ("failed", "Download failed")],
+        readonly=True,
+        index="btree_not_null",
+    )
+    media_error = fields.Char(readonly=True)
+    media_attempts = fields.Integer(readonly=True)
 
     _sql_constraints = [
         (
@@ -62,3 +86,77 @@ class VmWhatsappMessage(models.Model):
             "This provider message was already stored for this integration.",
         ),
     ]
+
+    # Delivery statuses only move forward: read beats delivered beats sent (failed is final
+    # unless the message is later reported read).
+    _STATUS_RANK = {"received": 0, "pending": 0, "sent": 1, "delivered": 2, "failed": 2, "read": 3}
+
+    @api.model
+    def _create_from_event(self, conversation, event, log):
+        """Store an event's message; returns an empty recordset when it is already stored (a
+        concurrent redelivery), relying on the unique (integration, external id)."""
+        vals = {
+            "conversation_id": conversation.id,
+            "external_id": event.message_id,
+            "direction": "outbound" if event.from_me else "inbound",
+            "message_type": event.message_type,
+            "body": event.text or False,
+            "vm_token": extract_token(event.text) or False,
+            "sent_at": event.timestamp or fields.Datetime.now(),
+            "status": "sent" if event.from_me else "received",
+            "webhook_log_id": log.id,
+        }
+        if event.media:
+            vals.update(media_ref=json.dumps(event.media), media_state="pending")
+        try:
+            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                message = self.create(vals)
+        except UniqueViolation:
+            return self.browse()
+        if event.media:
+            self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()
+        return message
+
+    def _apply_status(self, status, error=None):
+        """Apply a delivery status if it moves the message forward."""
+        for message in self.filtered(lambda m: m.direction == "outbound"):
+            if self._STATUS_RANK.get(status, -1) > self._STATUS_RANK.get(message.status, 0):
+                message.status = status
+            if status == "failed" and error:
+                message.status_error = error
+
+    @api.model
+    def _cron_download_media(self, limit=50):
+        """Download pending media into attachments, outside the webhook request."""
+        messages = self.search([("media_state", "=", "pending")], order="id", limit=limit)
+        for message in messages:
+            message._download_media()
+            self.env.cr.commit()  # one message per transaction: a failure never undoes the others
+
+    def _download_media(self):
+        self.ensure_one()
+        attempts = self.media_attempts + 1
+        try:
+            adapter = self.integration_id._get_provider()
+            content, mimetype, filename = adapter.download_media(json.loads(self.media_ref or "{}"))
+        except WhatsAppProviderRetryableError as e:
+            state = "failed" if attempts >= MEDIA_MAX_ATTEMPTS else "pending"
+            self.write({"media_attempts": attempts, "media_error": str(e)[:250], "media_state": state})
+            return
+        except (WhatsAppProviderError, UserError, ValueError) as e:
+            _logger.warning("WhatsApp media of message %s not downloaded: %s", self.id, e)
+            self.write({"media_attempts": attempts, "media_error": str(e)[:250], "media_state": "failed"})
+            return
+        attachment = self.env["ir.attachment"].create(
+            {
+                "name": filename or f"whatsapp-{self.message_type}-{self.id}",
+                "raw": content,
+                "mimetype": mimetype or "application/octet-stream",
+                "res_model": self._name,
+                "res_id": self.id,
+                "company_id": self.company_id.id,
+            }
+        )
+        self.write(
+            {"attachment_id": attachment.id, "media_state": "done", "media_error": False, "media_attempts": attempts}
+        )

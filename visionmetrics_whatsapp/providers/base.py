@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 from typing import ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -117,6 +118,17 @@ class WhatsAppProvider:
         """Send a text message; returns the provider message id."""
         raise NotImplementedError
 
+    def download_media(self, media):
+        """Fetch the file of an inbound message's media reference (``InboundMessage.media``).
+        Returns ``(content bytes, mimetype, filename)``."""
+        raise WhatsAppProviderError(f"{self.provider_name} offers no media download.", provider=self.code)
+
+    def _same_origin_url(self, url):
+        """``url`` moved onto our API server: a URL from a payload never receives our API key
+        on another host."""
+        parts, ours = urlsplit(url or ""), urlsplit(self.api_base_url)
+        return urlunsplit((ours.scheme, ours.netloc, parts.path, parts.query, ""))
+
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
@@ -196,9 +208,10 @@ class WhatsAppProvider:
     def _request(self, method, path, json_body=None, params=None, headers=None, raw=False):
         """The one way adapters talk HTTP. Returns the decoded JSON (or the response itself with
         ``raw=True``). Idempotent GETs are retried on retryable failures."""
-        if not self.api_base_url:
+        absolute = path.startswith(("https://", "http://"))
+        if not self.api_base_url and not absolute:
             raise WhatsAppProviderError(f"{self.provider_name}: the API URL is not set.", provider=self.code)
-        url = self.api_base_url + path
+        url = path if absolute else self.api_base_url + path
         all_headers = {"Accept": "application/json", **self._auth_headers(), **(headers or {})}
         attempts = 1 + (self.get_retries if method.upper() == "GET" else 0)
         for attempt in range(1, attempts + 1):
@@ -225,9 +238,7 @@ class WhatsAppProvider:
                 f"Cannot reach {name} at {self.api_base_url}.", provider=self.code
             ) from None
         except requests.RequestException as e:
-            raise WhatsAppProviderError(
-                f"{name} request failed: {type(e).__name__}", provider=self.code
-            ) from None
+            raise WhatsAppProviderError(f"{name} request failed: {type(e).__name__}", provider=self.code) from None
         if response.status_code >= 400:
             message = self._error_message(response)
             text = f"{name} answered HTTP {response.status_code}: {message}"

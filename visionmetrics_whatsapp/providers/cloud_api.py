@@ -32,6 +32,8 @@ MEDIA_TYPES = {
 class CloudApiProvider(WhatsAppProvider):
     """Parsing and sending shared by the Cloud API providers (not registered itself)."""
 
+    media_through_api_host = False  # 360dialog serves Meta's media URLs through its own host
+
     MESSAGE_STATUSES: ClassVar[dict] = {
         "sent": "sent",
         "delivered": "delivered",
@@ -153,10 +155,32 @@ class CloudApiProvider(WhatsAppProvider):
         data = self._request("POST", self.messages_path, json_body=body)
         message_id = as_text(as_dict(next(iter(as_list(as_dict(data).get("messages"))), None)).get("id"))
         if not message_id:
-            raise WhatsAppProviderError(
-                f"{self.provider_name} did not return a message id.", provider=self.code
-            )
+            raise WhatsAppProviderError(f"{self.provider_name} did not return a message id.", provider=self.code)
         return message_id
+
+    def download_media(self, media):
+        """Cloud API media: ``GET /{media id}`` gives a short-lived URL, fetched with our
+        credentials (through our API host for providers that proxy it)."""
+        media = as_dict(media)
+        media_id = as_text(media.get("id"))
+        if not media_id:
+            raise WhatsAppProviderError(f"{self.provider_name}: the message has no media id.", provider=self.code)
+        info = as_dict(self._request("GET", f"/{media_id}"))
+        url = as_text(info.get("url"))
+        if not url:
+            raise WhatsAppProviderError(
+                f"{self.provider_name} returned no URL for media {media_id}.", provider=self.code
+            )
+        if self.media_through_api_host:
+            url = self._same_origin_url(url)
+        return _download(self, {**media, "mimetype": media.get("mimetype") or as_text(info.get("mime_type"))}, url)
+
+
+def _download(provider, media, url):
+    """GET a media URL with the provider's credentials: (bytes, mimetype, filename)."""
+    response = provider._request("GET", url, headers={"Accept": "*/*"}, raw=True)
+    mimetype = (media.get("mimetype") or response.headers.get("Content-Type") or "").split(";")[0] or None
+    return response.content, mimetype, media.get("filename")
 
 
 def _content(message):

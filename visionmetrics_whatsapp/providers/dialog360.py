@@ -21,6 +21,7 @@ class Dialog360Provider(CloudApiProvider):
     code = "dialog360"
     provider_name = "360dialog"
     uses_qr = False
+    media_through_api_host = True
     default_api_base_url = "https://waba-v2.360dialog.io"
     messages_path = "/messages"
 

@@ -11,6 +11,8 @@ phone comes only from a phone JID: ``remoteJid`` itself, else ``remoteJidAlt``, 
 In groups the contact is the participant (``participantAlt`` holds its phone when it is a LID).
 """
 
+import base64
+import binascii
 import logging
 import secrets
 from typing import ClassVar
@@ -138,9 +140,7 @@ class EvolutionProvider(WhatsAppProvider):
             if e.status_code not in (400, 403) or "already in use" not in e.message.lower():
                 raise
             _logger.info("evolution: instance %s exists, reconnecting it", name)
-            self._request(
-                "POST", self._path("/webhook/set/{}", name), json_body={"webhook": self.webhook_config()}
-            )
+            self._request("POST", self._path("/webhook/set/{}", name), json_body={"webhook": self.webhook_config()})
             params = {"number": number[1:]} if number else None
             data = self._request("GET", self._path("/instance/connect/{}", name), params=params)
             return self._session_from_connect(name, as_dict(data))
@@ -162,9 +162,7 @@ class EvolutionProvider(WhatsAppProvider):
         if raw_state == "connecting":  # waiting for a scan: fetch the current QR
             data = self._request("GET", self._path("/instance/connect/{}", name))
             return self._session_from_connect(name, as_dict(data))
-        info = SessionInfo(
-            name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}"
-        )
+        info = SessionInfo(name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}")
         if info.state == "connected":
             info.phone = self._owner_phone(name)
         return info
@@ -239,6 +237,32 @@ class EvolutionProvider(WhatsAppProvider):
         if not message_id:
             raise WhatsAppProviderError("Evolution API did not return a message id.", provider=self.code)
         return message_id
+
+    def download_media(self, media):
+        """Evolution gives no usable file URL (unless it stores media on S3): ask it to decrypt
+        the message's media, POST /chat/getBase64FromMediaMessage/{instance}."""
+        media = as_dict(media)
+        if as_text(media.get("url")):
+            response = self._request("GET", self._same_origin_url(media["url"]), headers={"Accept": "*/*"}, raw=True)
+            return response.content, media.get("mimetype"), media.get("filename")
+        message_id = as_text(media.get("id"))
+        if not message_id:
+            raise WhatsAppProviderError("Evolution API: the message has no id to fetch its media.", provider=self.code)
+        path = self._path("/chat/getBase64FromMediaMessage/{}", self._name())
+        data = as_dict(
+            self._request("POST", path, json_body={"message": {"key": {"id": message_id}}, "convertToMp4": False})
+        )
+        try:
+            content = base64.b64decode(as_text(data.get("base64")) or "", validate=True)
+        except (binascii.Error, ValueError):
+            content = b""
+        if not content:
+            raise WhatsAppProviderError("Evolution API returned no media content.", provider=self.code)
+        return (
+            content,
+            as_text(data.get("mimetype")) or media.get("mimetype"),
+            as_text(data.get("fileName")) or media.get("filename"),
+        )
 
     # ------------------------------------------------------------------ webhooks
 
@@ -316,11 +340,7 @@ class EvolutionProvider(WhatsAppProvider):
         if message_id is None:
             raise WebhookPayloadError("Evolution status: neither 'keyId' nor 'key.id' is present.")
         raw_status = data.get("status", as_dict(data.get("update")).get("status"))
-        if (
-            isinstance(raw_status, int)
-            and not isinstance(raw_status, bool)
-            and 0 <= raw_status < len(STATUS_NAMES)
-        ):
+        if isinstance(raw_status, int) and not isinstance(raw_status, bool) and 0 <= raw_status < len(STATUS_NAMES):
             raw_status = STATUS_NAMES[raw_status]
         status = self.MESSAGE_STATUSES.get(as_text(raw_status) or "")
         if status is None:  # DELETED, poll updates...
@@ -362,9 +382,7 @@ class EvolutionProvider(WhatsAppProvider):
 def _unwrap(message):
     """Strip ephemeral / view-once / document-with-caption wrappers."""
     for _depth in range(4):
-        inner = next(
-            (as_dict(message[w]).get("message") for w in WRAPPERS if isinstance(message.get(w), dict)), None
-        )
+        inner = next((as_dict(message[w]).get("message") for w in WRAPPERS if isinstance(message.get(w), dict)), None)
         if not isinstance(inner, dict):
             break
         message = inner
@@ -380,9 +398,7 @@ def _extract_content(message, message_type_hint):
     kind = kind or next((k for k in MESSAGE_KINDS if k in message), None)
     body = as_dict(message.get(kind)) if kind else {}
     text = message.get("conversation") if kind == "conversation" else None
-    if kind == "extendedTextMessage" or (
-        kind is None and isinstance(message.get("extendedTextMessage"), dict)
-    ):
+    if kind == "extendedTextMessage" or (kind is None and isinstance(message.get("extendedTextMessage"), dict)):
         text = as_dict(message.get("extendedTextMessage")).get("text")
         kind = "extendedTextMessage"
     media = None

@@ -2,8 +2,10 @@ import base64
 import os
 from unittest.mock import patch
 
-from odoo.tests import TransactionCase, new_test_user
+from odoo.tests import HttpCase, TransactionCase, new_test_user
 from odoo.tools import config
+
+from . import payloads
 
 # Fixed test keys (32 bytes each), never used outside tests.
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
@@ -47,12 +49,28 @@ class WhatsAppCase(TransactionCase):
 
     @classmethod
     def _create_user(cls, login, company, groups):
-        return new_test_user(
-            cls.env, login=login, groups=groups, company_id=company.id, company_ids=[company.id]
-        )
+        return new_test_user(cls.env, login=login, groups=groups, company_id=company.id, company_ids=[company.id])
 
     def _raw_row(self, record):
         """All columns of a record's row, read with SQL (what a database dump would show)."""
         self.env.flush_all()
         self.env.cr.execute(f"SELECT * FROM {record._table} WHERE id = %s", [record.id])  # noqa: S608
         return dict(zip([d.name for d in self.env.cr.description], self.env.cr.fetchone(), strict=True))
+
+
+class WhatsAppHttpCase(HttpCase, WhatsAppCase):
+    """Webhooks posted over HTTP to the test server, signed like the providers sign them."""
+
+    def _post(self, integration, body, headers=None, provider=None, token=None):
+        url = f"/vm_whatsapp/webhook/{provider or integration.provider}/{token or integration.webhook_token}"
+        return self.url_open(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+
+    def _post_signed(self, integration, body, **kwargs):
+        secret = integration._get_secret("webhook_secret")
+        return self._post(integration, body, payloads.sign(integration.provider, secret, body), **kwargs)
+
+    def _last_log(self):
+        return self.env["vm.whatsapp.webhook.log"].search([], order="id desc", limit=1)
+
+    def _sandbox_message(self, integration, sender, text, **kwargs):
+        return integration._get_provider().build_message_payload(integration.external_id, sender, text, **kwargs)

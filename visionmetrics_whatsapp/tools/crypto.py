@@ -97,9 +97,7 @@ class Keyring:
         separated by commas."""
         if not (current or "").strip():
             cls(None)  # raises MissingKeyError
-        previous_keys = [
-            parse_key(part, PREVIOUS_KEY_OPTION) for part in (previous or "").split(",") if part.strip()
-        ]
+        previous_keys = [parse_key(part, PREVIOUS_KEY_OPTION) for part in (previous or "").split(",") if part.strip()]
         return cls(parse_key(current, KEY_OPTION), previous_keys)
 
     @classmethod
@@ -114,9 +112,7 @@ class Keyring:
         """Encrypt ``plaintext`` (str) bound to ``associated_data`` (str); returns the envelope."""
         nonce = os.urandom(12)
         sealed = AESGCM(self.current).encrypt(nonce, plaintext.encode("utf-8"), associated_data.encode("utf-8"))
-        return ":".join(
-            (PREFIX, self.current_id, base64.b64encode(nonce).decode(), base64.b64encode(sealed).decode())
-        )
+        return ":".join((PREFIX, self.current_id, base64.b64encode(nonce).decode(), base64.b64encode(sealed).decode()))
 
     def decrypt(self, envelope, associated_data):
         """Decrypt an envelope made by :meth:`encrypt`; raises DecryptionError on any problem."""

@@ -1,0 +1,2 @@
+from . import sandbox
+from . import webhook

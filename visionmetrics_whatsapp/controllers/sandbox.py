@@ -1,0 +1,50 @@
+"""The sandbox provider's "phone": opening the URL its QR encodes connects the session.
+
+Note: this route applies the connection directly (``_apply_connection_update``). Once the webhook
+route is in place it could instead post a signed sandbox connection webhook
+(``SandboxProvider.build_connection_payload`` + ``sign``) through the same processing.
+"""
+
+from odoo import http
+from odoo.http import request
+
+SANDBOX_PHONE_PREFIX = "+55119999"  # sandbox numbers: +55119999 + 5 digits of the integration id
+
+
+class VmWhatsappSandboxController(http.Controller):
+    @http.route(
+        "/vm_whatsapp/sandbox/<string:external_id>/scan",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+        csrf=False,
+        save_session=False,
+    )
+    def sandbox_scan(self, external_id, **kwargs):
+        """Connect the sandbox session ``external_id`` (random and unguessable), as scanning its QR
+        with a phone would. Sandbox sessions only; anything else is not found."""
+        session_sudo = (
+            request.env["vm.whatsapp.session"]
+            .sudo()
+            .search([("external_id", "=", external_id), ("integration_id.provider", "=", "sandbox")], limit=1)
+        )
+        if not session_sudo:
+            return self._page("unknown", status=404)
+        if session_sudo.state in ("pending", "qr_ready"):
+            session_sudo._expire_if_stale()
+        if session_sudo.state in ("pending", "qr_ready"):
+            phone = f"{SANDBOX_PHONE_PREFIX}{session_sudo.integration_id.id % 100000:05d}"
+            session_sudo._apply_connection_update("connected", phone=phone)
+        if session_sudo.state == "connected":
+            return self._page("connected", session_sudo)
+        return self._page("expired", session_sudo, status=410)
+
+    def _page(self, outcome, session_sudo=None, status=200):
+        values = {
+            "outcome": outcome,
+            "integration_name": session_sudo.integration_id.name if session_sudo else "",
+            "phone": session_sudo.integration_id.phone_number if session_sudo else "",
+        }
+        response = request.render("visionmetrics_whatsapp.sandbox_scan_page", values)
+        response.status_code = status
+        return response

@@ -1,0 +1,146 @@
+"""Recorded provider payload shapes (see shared samples and the provider references), built with
+the values a test needs, and signed the way each provider signs them."""
+
+import hashlib
+import hmac
+import json
+
+
+def dump(payload):
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+def meta_text(phone_number_id, wa_id, text, message_id, name="Sheena Nelson", timestamp=1749416383):
+    return dump(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+                                "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                                "messages": [
+                                    {
+                                        "from": wa_id,
+                                        "id": message_id,
+                                        "timestamp": str(timestamp),
+                                        "type": "text",
+                                        "text": {"body": text},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def meta_image(phone_number_id, wa_id, message_id, caption="Foto do produto", media_id="1479537139650973"):
+    payload = json.loads(meta_text(phone_number_id, wa_id, "", message_id))
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(
+        type="image",
+        image={"caption": caption, "mime_type": "image/jpeg", "sha256": "abc=", "id": media_id},
+    )
+    return dump(payload)
+
+
+def meta_status(phone_number_id, message_id, status, recipient="16505551234", timestamp=1750030073):
+    return dump(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+                                "statuses": [
+                                    {
+                                        "id": message_id,
+                                        "status": status,
+                                        "timestamp": str(timestamp),
+                                        "recipient_id": recipient,
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100):
+    return dump(
+        {
+            "event": "messages.upsert",
+            "instance": instance,
+            "data": {
+                "key": {"remoteJid": jid, "fromMe": from_me, "id": message_id},
+                "pushName": name,
+                "status": "DELIVERY_ACK",
+                "message": {"conversation": text},
+                "messageType": "conversation",
+                "messageTimestamp": timestamp,
+                "instanceId": "0b9c3e1a-5d7f-4c2e-9a8b-1f2e3d4c5b6a",
+                "source": "ios",
+            },
+            "destination": "https://odoo.example.com/whatsapp/webhook/evolution",
+            "date_time": "2025-10-13T07:38:20.004Z",
+            "sender": "5511900000000@s.whatsapp.net",
+            "server_url": "https://evolution.example.com",
+            "apikey": None,
+        }
+    )
+
+
+def waha_text(session, chat_id, text, message_id, timestamp=1667561485):
+    return dump(
+        {
+            "id": "evt_01aaaaaaaaaaaaaaaaaaaaaaaa",
+            "timestamp": timestamp * 1000,
+            "event": "message",
+            "session": session,
+            "engine": "WEBJS",
+            "payload": {
+                "id": message_id,
+                "timestamp": timestamp,
+                "from": chat_id,
+                "fromMe": False,
+                "source": "app",
+                "to": "5511900000000@c.us",
+                "body": text,
+                "hasMedia": False,
+                "ack": 1,
+                "vCards": [],
+                "_data": {"notifyName": "Carlos"},
+            },
+        }
+    )
+
+
+def sign(provider_code, secret, body):
+    """The headers with which the provider authenticates ``body``."""
+    if provider_code == "meta":
+        return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+    if provider_code == "sandbox":
+        return {"X-VM-Signature": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+    if provider_code == "waha":
+        return {
+            "X-Webhook-Hmac": hmac.new(secret.encode(), body, hashlib.sha512).hexdigest(),
+            "X-Webhook-Hmac-Algorithm": "sha512",
+        }
+    return {"X-VM-Webhook-Secret": secret}  # evolution, dialog360

@@ -1,0 +1,264 @@
+import json
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tools import config, mute_logger
+
+from . import payloads
+from .common import WhatsAppHttpCase
+
+CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookIngest(WhatsAppHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.company_a.country_id = cls.env.ref("base.br")
+        cls.sandbox = cls._create_integration("sandbox", external_id="sbx-session-a")
+        cls.lead_token = cls.env["crm.lead"].create(
+            {"name": "Ad click", "first_touch_token": "gads-7f3a9c", "company_id": cls.company_a.id}
+        )
+
+    def _message(self, sender, text, message_id=None, name="Maria"):
+        body = self._sandbox_message(self.sandbox, sender, text, name=name, message_id=message_id)
+        response = self._post_signed(self.sandbox, body)
+        return response, self._last_log()
+
+    def _conversation(self, identity):
+        return self.env["vm.whatsapp.conversation"].search(
+            [("integration_id", "=", self.sandbox.id), ("contact_identity", "=", identity)]
+        )
+
+    # ------------------------------------------------------------------ attribution
+
+    def test_token_attribution(self):
+        response, log = self._message("5511911112222", "Olá! Vi o anúncio vm_token:gads-7f3a9c", "sbx-1")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json(), {"status": "ok"})
+        self.assertEqual((log.state, log.signature, log.integration_id), ("processed", "valid", self.sandbox))
+        conversation = self._conversation("5511911112222")
+        self.assertEqual(conversation.lead_id, self.lead_token)
+        self.assertEqual(conversation.attribution, "token")
+        self.assertEqual(conversation.vm_token, "gads-7f3a9c")
+        message = conversation.message_ids
+        self.assertEqual(
+            (message.external_id, message.direction, message.vm_token), ("sbx-1", "inbound", "gads-7f3a9c")
+        )
+        self.assertEqual(message.webhook_log_id, log)
+        self.assertEqual(self.lead_token.whatsapp_message_count, 1)
+
+    def test_phone_attribution_brazilian_ninth_digit(self):
+        lead13 = self.env["crm.lead"].create(
+            {"name": "13 digits", "phone": "+55 11 98765-4321", "company_id": self.company_a.id}
+        )
+        lead12 = self.env["crm.lead"].create(
+            {"name": "12 digits", "phone": "(64) 8123-4567", "company_id": self.company_a.id}
+        )
+        # The WhatsApp id has 12 digits (no ninth digit), the lead's phone 13: the same person.
+        self._message("551187654321", "bom dia", "sbx-2")
+        conversation = self._conversation("551187654321")
+        self.assertEqual((conversation.lead_id, conversation.attribution), (lead13, "phone"))
+        # And the other way round: a 13-digit id for a lead saved with 8 digits in a BR company.
+        self._message("5564981234567", "oi", "sbx-3")
+        self.assertEqual(self._conversation("5564981234567").lead_id, lead12)
+
+    def test_phone_attribution_through_a_contact(self):
+        partner = self.env["res.partner"].create({"name": "Joana Contato", "phone": "+55 21 99876-1234"})
+        self._message("5521998761234", "oi", "sbx-4")
+        conversation = self._conversation("5521998761234")
+        self.assertEqual(conversation.attribution, "phone")
+        self.assertEqual(conversation.lead_id.partner_id, partner)
+        self.assertEqual(conversation.partner_id, partner)
+
+    def test_anonymous_lead(self):
+        self._message("5531977776666", "quero um orçamento", "sbx-5", name="Paulo Reis")
+        conversation = self._conversation("5531977776666")
+        lead = conversation.lead_id
+        self.assertEqual(conversation.attribution, "anonymous")
+        self.assertEqual(lead.name, "WhatsApp: Paulo Reis")
+        self.assertEqual(lead.phone_sanitized, "+5531977776666")
+        self.assertEqual(lead.company_id, self.company_a)
+        self.assertEqual(lead.source_id, self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp"))
+        # A second message of the same contact reuses the conversation and its lead.
+        self._message("5531977776666", "alô?", "sbx-6")
+        self.assertEqual(len(conversation.message_ids), 2)
+        self.assertEqual(self.env["crm.lead"].search_count([("phone_sanitized", "=", "+5531977776666")]), 1)
+
+    def test_later_token_reattributes(self):
+        self._message("5541966665555", "oi", "sbx-7")
+        conversation = self._conversation("5541966665555")
+        self.assertEqual(conversation.attribution, "anonymous")
+        self._message("5541966665555", "meu código vm_token:gads-7f3a9c", "sbx-8")
+        self.assertEqual((conversation.lead_id, conversation.attribution), (self.lead_token, "token"))
+        # An unknown token changes nothing.
+        self._message("5541966665555", "vm_token:unknown-1", "sbx-9")
+        self.assertEqual(conversation.lead_id, self.lead_token)
+
+    # ------------------------------------------------------------------ idempotency and errors
+
+    def test_duplicate_delivery_stores_one_message(self):
+        body = self._sandbox_message(self.sandbox, "5511955554444", "oi", message_id="sbx-dup")
+        first = self._post_signed(self.sandbox, body)
+        second = self._post_signed(self.sandbox, body)
+        self.assertEqual((first.status_code, second.status_code), (200, 200))
+        self.assertEqual(self._last_log().state, "duplicate")
+        messages = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-dup")])
+        self.assertEqual(len(messages), 1)
+
+    def test_bad_signature_is_rejected_and_kept(self):
+        body = self._sandbox_message(self.sandbox, "5511944443333", "oi", message_id="sbx-bad")
+        with mute_logger(CONTROLLER_LOGGER):
+            response = self._post(self.sandbox, body, {"X-VM-Signature": "sha256=" + "0" * 64})
+            missing = self._post(self.sandbox, body)
+        self.assertEqual((response.status_code, missing.status_code), (401, 401))
+        logs = self.env["vm.whatsapp.webhook.log"].search([("payload", "=", body.decode())], order="id")
+        self.assertEqual(logs.mapped("signature"), ["invalid", "missing"])
+        self.assertEqual(set(logs.mapped("state")), {"rejected"})
+        self.assertFalse(self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-bad")]))
+
+    def test_tampered_body_is_rejected(self):
+        body = self._sandbox_message(self.sandbox, "5511944443333", "oi", message_id="sbx-tamper")
+        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
+        with mute_logger(CONTROLLER_LOGGER):
+            response = self._post(self.sandbox, body.replace(b"oi", b"ol"), headers)
+        self.assertEqual(response.status_code, 401)
+
+    def test_unknown_token_and_provider_mismatch(self):
+        body = self._sandbox_message(self.sandbox, "5511944443333", "oi")
+        with mute_logger(CONTROLLER_LOGGER):
+            unknown = self._post(self.sandbox, body, token="not-a-token")
+            mismatch = self._post(self.sandbox, body, provider="meta")
+        self.assertEqual((unknown.status_code, mismatch.status_code), (404, 404))
+        logs = self.env["vm.whatsapp.webhook.log"].search([], order="id desc", limit=2)
+        self.assertEqual(logs.mapped("state"), ["rejected", "rejected"])
+        self.assertFalse(logs[1].integration_id, "an unknown token names no integration")
+
+    def test_malformed_json_is_400_and_kept(self):
+        body = b'{"event": "message", "message": {'
+        with mute_logger(CONTROLLER_LOGGER):
+            response = self._post_signed(self.sandbox, body)
+        self.assertEqual(response.status_code, 400)
+        log = self._last_log()
+        self.assertEqual((log.state, log.signature, log.payload), ("rejected", "valid", body.decode()))
+        self.assertIn("JSON", log.error)
+
+    def test_oversized_body_is_413(self):
+        self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", "2048")
+        body = self._sandbox_message(self.sandbox, "5511944443333", "x" * 4000)
+        response = self._post_signed(self.sandbox, body)
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(self._last_log().state, "rejected")
+
+    def test_missing_key_answers_503_and_keeps_the_request(self):
+        body = self._sandbox_message(self.sandbox, "5511933332222", "oi", message_id="sbx-nokey")
+        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
+        with patch.dict(config.options, {"integrations_key": ""}), mute_logger(CONTROLLER_LOGGER):
+            response = self._post(self.sandbox, body, headers)
+        self.assertEqual(response.status_code, 503)
+        log = self._last_log()
+        self.assertEqual((log.state, log.payload), ("failed", body.decode()))
+        self.assertIn("integrations_key", log.error)
+        self.assertNotIn(headers["X-VM-Signature"].split("=")[1], log.error)
+
+    def test_secret_headers_are_redacted(self):
+        evolution = self._create_integration("evolution", api_base_url="https://evo.example.com", external_id="loja-01")
+        body = payloads.evolution_text("loja-01", "5511922221111@s.whatsapp.net", "oi", "3EB0-redact")
+        secret = evolution._get_secret("webhook_secret")
+        self.assertEqual(self._post_signed(evolution, body).status_code, 200)
+        log = self._last_log()
+        self.assertNotIn(secret, log.headers)
+        self.assertEqual(json.loads(log.headers)["X-Vm-Webhook-Secret"], "[redacted]")
+
+    def test_event_for_another_session_is_ignored(self):
+        body = self.sandbox._get_provider().build_message_payload("other-session", "5511900001111", "oi")
+        self.assertEqual(self._post_signed(self.sandbox, body).status_code, 200)
+        log = self._last_log()
+        self.assertEqual(log.state, "ignored")
+        self.assertFalse(self._conversation("5511900001111"))
+
+    def test_status_updates_converge_whatever_their_order(self):
+        provider = self.sandbox._get_provider()
+        payload = json.loads(provider.build_message_payload("sbx-session-a", "5511912340000", "ok", message_id="out-1"))
+        payload["message"]["from_me"] = True  # typed on the business's own phone
+        body = payloads.dump(payload)
+        self._post_signed(self.sandbox, body)
+        message = self.env["vm.whatsapp.message"].search([("external_id", "=", "out-1")])
+        self.assertEqual((message.direction, message.status), ("outbound", "sent"))
+        for status in ("read", "delivered", "sent"):
+            self._post_signed(self.sandbox, provider.build_status_payload("sbx-session-a", "out-1", status))
+        self.assertEqual(message.status, "read")
+
+    def test_company_a_webhook_never_touches_company_b(self):
+        integration_b = self._create_integration("sandbox", company=self.company_b, external_id="sbx-b")
+        lead_b = self.env["crm.lead"].create(
+            {
+                "name": "B lead",
+                "phone": "+55 11 97777-1111",
+                "first_touch_token": "b-token",
+                "company_id": self.company_b.id,
+            }
+        )
+        leads_b_before = self.env["crm.lead"].search_count([("company_id", "=", self.company_b.id)])
+        # Same phone and a token that both exist only in company B, sent to company A's integration.
+        self._message("5511977771111", "vm_token:b-token", "sbx-cross")
+        conversation = self._conversation("5511977771111")
+        self.assertEqual(conversation.company_id, self.company_a)
+        self.assertEqual(conversation.attribution, "anonymous")
+        self.assertEqual(conversation.lead_id.company_id, self.company_a)
+        self.assertNotEqual(conversation.lead_id, lead_b)
+        self.assertEqual(self.env["crm.lead"].search_count([("company_id", "=", self.company_b.id)]), leads_b_before)
+        self.assertFalse(self.env["vm.whatsapp.conversation"].search([("integration_id", "=", integration_b.id)]))
+        # Company B's token in B's own webhook attributes to B's lead.
+        body = integration_b._get_provider().build_message_payload("sbx-b", "5511900002222", "vm_token:b-token")
+        self._post_signed(integration_b, body)
+        conversation_b = self.env["vm.whatsapp.conversation"].search([("integration_id", "=", integration_b.id)])
+        self.assertEqual(conversation_b.lead_id, lead_b)
+
+    def test_reprocess_failed_request(self):
+        body = self._sandbox_message(self.sandbox, "5511966660000", "oi", message_id="sbx-retry")
+        with (
+            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute", side_effect=ValueError("boom")),
+            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+        ):
+            response = self._post_signed(self.sandbox, body)
+        self.assertEqual(response.status_code, 200, "stored: the retry is ours, not the provider's")
+        log = self._last_log()
+        self.assertEqual(log.state, "failed")
+        self.assertIn("boom", log.error)
+        self.assertFalse(log.message_ids, "the failed processing left nothing half done")
+        log.action_reprocess()
+        self.assertEqual(log.state, "processed")
+        self.assertEqual(log.message_ids.external_id, "sbx-retry")
+        self.assertTrue(self._conversation("5511966660000").lead_id)
+
+    def test_retry_cron_processes_failed_requests(self):
+        body = self._sandbox_message(self.sandbox, "5511966661111", "oi", message_id="sbx-cron")
+        with (
+            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute", side_effect=ValueError("boom")),
+            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+        ):
+            self._post_signed(self.sandbox, body)
+        log = self._last_log()
+        with patch.object(self.env.cr, "commit"):
+            self.env["vm.whatsapp.webhook.log"]._cron_retry_failed()
+        self.assertEqual(log.state, "processed")
+        self.assertEqual(log.attempt_count, 2)
+
+    def test_old_logs_are_vacuumed_but_deduplication_remains(self):
+        body = self._sandbox_message(self.sandbox, "5511955550000", "oi", message_id="sbx-old")
+        self._post_signed(self.sandbox, body)
+        log = self._last_log()
+        log.received_at = fields.Datetime.now() - timedelta(days=31)
+        failed = log.copy({"state": "failed", "received_at": fields.Datetime.now() - timedelta(days=40)})
+        self.env["vm.whatsapp.webhook.log"]._gc_old_logs()
+        self.assertFalse(log.exists())
+        self.assertTrue(failed.exists(), "failed requests are kept until processed")
+        message = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-old")])
+        self.assertTrue(message)
+        self._post_signed(self.sandbox, body)
+        self.assertEqual(self._last_log().state, "duplicate")
+        self.assertEqual(self.env["vm.whatsapp.message"].search_count([("external_id", "=", "sbx-old")]), 1)
