@@ -13,6 +13,7 @@
         "security/vm_whatsapp_security.xml",
         "security/ir.model.access.csv",
         "data/utm_source_data.xml",
+        "data/vm_whatsapp_session_data.xml",
         "views/vm_whatsapp_integration_views.xml",
         "views/vm_whatsapp_session_views.xml",
         "views/vm_whatsapp_conversation_views.xml",
@@ -20,8 +21,18 @@
         "views/vm_whatsapp_webhook_log_views.xml",
         "views/crm_lead_views.xml",
         "views/res_config_settings_views.xml",
+        "views/vm_whatsapp_sandbox_templates.xml",
         "views/vm_whatsapp_menus.xml",
+        "wizards/vm_whatsapp_connect_wizard_views.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "visionmetrics_whatsapp/static/src/**/*",
+        ],
+        "web.assets_tests": [
+            "visionmetrics_whatsapp/static/tests/tours/**/*",
+        ],
+    },
     "demo": ["demo/vm_whatsapp_demo.xml"],
     "installable": True,
     "application": False,

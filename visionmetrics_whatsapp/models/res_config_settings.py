@@ -21,6 +21,16 @@ class ResConfigSettings(models.TransientModel):
     def action_vm_whatsapp_manage(self):
         return self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_integration_action")
 
+    def action_vm_whatsapp_connect(self):
+        """Connect the company's WhatsApp: its first integration that is not connected (else its
+        first one), created as a sandbox integration when the company has none."""
+        company = self.company_id or self.env.company
+        integrations = self.env["vm.whatsapp.integration"].search([("company_id", "=", company.id)])
+        integration = integrations.filtered(lambda i: i.state != "connected")[:1] or integrations[:1]
+        if not integration:
+            integration = self.env["vm.whatsapp.integration"].create({"company_id": company.id})
+        return integration.action_connect()
+
     def action_vm_whatsapp_test_key(self):
         kid = self.env["vm.whatsapp.integration"]._get_keyring().self_test()
         return self._vm_whatsapp_notify(

@@ -1,13 +1,18 @@
 import logging
 import secrets
 
+import requests
+
 from odoo import api, fields, models, tools
 from odoo.exceptions import UserError
 
-from ..providers import get_provider_class
+from ..providers import WhatsAppProviderError, get_provider_class
 from ..tools import crypto
 
 _logger = logging.getLogger(__name__)
+
+SANDBOX_TEST_SENDER = "+5511999990001"
+TEST_MESSAGE_TIMEOUT = 10  # seconds for "Send test message" to reach our own webhook
 
 PROVIDER_SELECTION = [
     ("sandbox", "Sandbox (no account needed)"),
@@ -100,7 +105,7 @@ class VmWhatsappIntegration(models.Model):
 
     @api.depends("webhook_token")
     def _compute_webhook_url(self):
-        base_url = self.get_base_url() if self else ""
+        base_url = self[:1].get_base_url() if self else ""
         for integration in self:
             integration.webhook_url = (
                 f"{base_url}/vm_whatsapp/webhook/{integration.provider}/{integration.webhook_token}"
@@ -248,3 +253,114 @@ class VmWhatsappIntegration(models.Model):
         action["domain"] = [("integration_id", "=", self.id)]
         action["context"] = {"default_integration_id": self.id}
         return action
+
+    def action_connect(self):
+        """Start a new session with the provider and open the wizard that shows it: the QR (and
+        pairing code) for QR providers; for official providers the credentials are validated, the
+        webhook registered where the API allows, and the webhook URL shown to copy."""
+        self.ensure_one()
+        self.check_access("write")
+        self._ensure_webhook_secret()
+        self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready")).write(
+            {"state": "closed", "closed_at": fields.Datetime.now()}
+        )
+        session = self._start_session()
+        wizard = self.env["vm.whatsapp.connect.wizard"].create({"integration_id": self.id, "session_id": session.id})
+        return wizard._get_action()
+
+    def action_disconnect(self):
+        """Log the number out at the provider and close its sessions."""
+        self.ensure_one()
+        self.check_access("write")
+        open_sessions = self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready", "connected"))
+        try:
+            for external_id in set(open_sessions.mapped("external_id")) or {self.external_id}:
+                self._get_provider().close_session(external_id or None)
+        except WhatsAppProviderError as e:
+            raise UserError(
+                self.env._(
+                    "%(provider)s could not disconnect: %(error)s", provider=self._provider_label(), error=e
+                )
+            ) from None
+        reason = self.env._("Disconnected by %(user)s", user=self.env.user.name)
+        for session in open_sessions:
+            session._apply_connection_update("closed", reason=reason)
+        self.write({"state": "disconnected"})
+        return self._notify_user(self.env._("%(name)s is disconnected.", name=self.name))
+
+    def action_test_connection(self):
+        """Check that the provider is reachable and accepts the credentials (changes nothing)."""
+        self.ensure_one()
+        try:
+            description = self._get_provider().check_connection()
+        except WhatsAppProviderError as e:
+            return self._notify_user(
+                self.env._("Connection test failed: %(error)s", error=e), notification_type="danger", sticky=True
+            )
+        return self._notify_user(description)
+
+    def action_send_test_message(self):
+        """Sandbox: post a signed inbound-message webhook to this integration's own webhook URL, as
+        the provider would, and say what the route answered."""
+        self.ensure_one()
+        self.check_access("write")
+        provider = self._get_provider()
+        if not hasattr(provider, "build_message_payload"):
+            raise UserError(self.env._("Test messages can only be simulated with the Sandbox provider."))
+        self._ensure_webhook_secret()
+        provider = self._get_provider()  # with the secret just generated, if any
+        body = provider.build_message_payload(
+            self.external_id or "sandbox",
+            SANDBOX_TEST_SENDER,
+            self.env._("Hello! This is a test message from the WhatsApp sandbox."),
+            name=self.env._("Sandbox Tester"),
+        )
+        url = self.sudo().webhook_url
+        try:
+            response = requests.post(url, data=body, headers=provider.sign(body), timeout=TEST_MESSAGE_TIMEOUT)
+        except requests.RequestException as e:
+            return self._notify_user(
+                self.env._("The webhook could not be reached at %(url)s: %(error)s", url=url, error=type(e).__name__),
+                notification_type="danger",
+                sticky=True,
+            )
+        if response.ok:
+            return self._notify_user(
+                self.env._("Test message delivered: the webhook answered HTTP %(status)s.", status=response.status_code)
+            )
+        return self._notify_user(
+            self.env._(
+                "The webhook answered HTTP %(status)s: %(body)s", status=response.status_code, body=response.text[:200]
+            ),
+            notification_type="danger",
+            sticky=True,
+        )
+
+    # ------------------------------------------------------------------ connection helpers
+
+    def _start_session(self):
+        """Ask the provider for a new session and record it; a UserError with the provider's
+        message when it fails."""
+        self.ensure_one()
+        try:
+            info = self._get_provider().create_session()
+        except WhatsAppProviderError as e:
+            _logger.warning("WhatsApp integration %s: cannot start a session: %s", self.id, e)
+            raise UserError(
+                self.env._(
+                    "%(provider)s could not start a session: %(error)s", provider=self._provider_label(), error=e
+                )
+            ) from None
+        if not self.external_id and info.external_id:  # remember the instance the provider created
+            self.external_id = info.external_id
+        return self.env["vm.whatsapp.session"]._create_from_info(self, info)
+
+    def _provider_label(self):
+        return dict(self._fields["provider"]._description_selection(self.env)).get(self.provider, self.provider)
+
+    def _notify_user(self, message, notification_type="success", sticky=False):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": message, "type": notification_type, "sticky": sticky},
+        }

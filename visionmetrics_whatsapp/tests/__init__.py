@@ -1,3 +1,5 @@
 from . import test_integration_secrets
 from . import test_company_isolation
 from . import test_models
+from . import test_connect_flow
+from . import test_session_monitor

@@ -1,0 +1,1 @@
+from . import vm_whatsapp_connect_wizard

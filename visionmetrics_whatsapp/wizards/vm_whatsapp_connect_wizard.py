@@ -1,0 +1,87 @@
+from odoo import fields, models
+from odoo.exceptions import UserError
+
+MAX_QR_CODES = 5  # QR codes shown (the first + automatic refreshes) before the wizard gives up
+
+
+class VmWhatsappConnectWizard(models.TransientModel):
+    _name = "vm.whatsapp.connect.wizard"
+    _description = "Connect WhatsApp"
+
+    integration_id = fields.Many2one("vm.whatsapp.integration", required=True, ondelete="cascade", readonly=True)
+    company_id = fields.Many2one(related="integration_id.company_id")
+    provider = fields.Selection(related="integration_id.provider")
+    session_id = fields.Many2one("vm.whatsapp.session", readonly=True, ondelete="cascade")
+    state = fields.Selection(related="session_id.state")
+    uses_qr = fields.Boolean(compute="_compute_uses_qr")
+    refresh_count = fields.Integer("QR Refreshes", readonly=True)
+    phone_number = fields.Char(related="integration_id.phone_number")
+    webhook_url = fields.Char(related="integration_id.webhook_url")
+    webhook_token = fields.Char(related="integration_id.webhook_token", string="Verify Token")
+    status_message = fields.Text(related="session_id.error_message")
+
+    def _compute_uses_qr(self):
+        for wizard in self:
+            wizard.uses_qr = wizard.integration_id._get_provider_class().uses_qr
+
+    def _get_action(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Connect WhatsApp"),
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "context": {"dialog_size": "medium"},
+        }
+
+    # ------------------------------------------------------------------ polling (called by the QR widget)
+
+    def action_poll(self):
+        """The current state for the QR widget, which calls this every 3 seconds: checks the
+        session with the provider, replaces an expired QR with a new session (MAX_QR_CODES codes in
+        all), and says why when it stops."""
+        self.ensure_one()
+        self.integration_id.check_access("write")
+        result = self.session_id._poll_state()
+        if result["state"] == "expired":
+            if self.refresh_count + 1 < MAX_QR_CODES:
+                return self._refresh_session()
+            result["message"] = self.env._(
+                "The QR code expired %(count)s times without being scanned. Open WhatsApp on the phone, "
+                "go to Linked devices > Link a device, and click Retry to get a new code.",
+                count=self.refresh_count + 1,
+            )
+        return self._poll_result(result)
+
+    def action_retry(self):
+        """Start over with a new session after the wizard gave up (or the session failed)."""
+        self.ensure_one()
+        self.integration_id.check_access("write")
+        self.refresh_count = 0
+        return self._refresh_session(count=False)
+
+    def _refresh_session(self, count=True):
+        try:
+            session = self.integration_id._start_session()
+        except UserError as e:
+            result = self.session_id._poll_state()
+            result["message"] = e.args[0]
+            return self._poll_result(result)
+        vals = {"session_id": session.id}
+        if count:
+            vals["refresh_count"] = self.refresh_count + 1
+        self.write(vals)
+        return self._poll_result(session._poll_state())
+
+    def _poll_result(self, result):
+        state = result["state"]
+        result["can_retry"] = state in ("expired", "failed", "closed")
+        result["refresh_count"] = self.refresh_count
+        if state == "connected":
+            result["message"] = self.env._(
+                "WhatsApp connected: %(phone)s", phone=result["phone"] or self.integration_id.name
+            )
+        return result
