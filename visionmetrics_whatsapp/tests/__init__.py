@@ -3,3 +3,4 @@ from . import test_company_isolation
 from . import test_models
 from . import test_connect_flow
 from . import test_session_monitor
+from . import test_connect_tour
