@@ -53,7 +53,11 @@ def find_odoo():
     major, odoo_dir = probe.stdout.split()
     if major != "18":
         raise OdooNotFound(f"Odoo {major} found, this addon needs Odoo 18.0")
-    return [sys.executable, "-m", "odoo"], str(Path(odoo_dir).parent / "addons"), major
+    return (
+        [sys.executable, str(Path(__file__).with_name("odoo_launcher.py"))],
+        str(Path(odoo_dir).parent / "addons"),
+        major,
+    )
 
 
 def db_params():

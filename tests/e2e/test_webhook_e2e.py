@@ -1,0 +1,103 @@
+"""Signed webhooks posted to a real Odoo server, concurrently, as providers deliver them."""
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+
+def message_body(session, sender, text, message_id, name="Cliente"):
+    payload = {
+        "event": "message",
+        "session": session,
+        "message": {
+            "id": message_id,
+            "from": sender,
+            "name": name,
+            "text": text,
+            "type": "text",
+            "timestamp": int(time.time()),
+        },
+    }
+    return json.dumps(payload).encode()
+
+
+def post(server, integration, body, secret=None):
+    signature = hmac.new((secret or integration["secret"]).encode(), body, hashlib.sha256).hexdigest()
+    return requests.post(
+        f"{server.url}/vm_whatsapp/webhook/sandbox/{integration['token']}",
+        data=body,
+        headers={"Content-Type": "application/json", "X-VM-Signature": f"sha256={signature}"},
+        timeout=60,
+    )
+
+
+def wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    return predicate()
+
+
+def test_token_message_lands_on_the_lead(server, rpc, sandbox):
+    token = "e2e-" + secrets.token_hex(4)
+    lead_id = rpc("crm.lead", "create", {"name": "E2E lead", "first_touch_token": token})
+    response = post(
+        server, sandbox, message_body(sandbox["session"], "5511988887777", f"oi vm_token:{token}", "e2e-m1")
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+    conversations = rpc(
+        "vm.whatsapp.conversation",
+        "search_read",
+        [("integration_id", "=", sandbox["id"])],
+        ["lead_id", "attribution", "message_count"],
+    )
+    assert [(c["lead_id"][0], c["attribution"], c["message_count"]) for c in conversations] == [(lead_id, "token", 1)]
+
+
+def test_bad_signature_and_unknown_token(server, rpc, sandbox):
+    body = message_body(sandbox["session"], "5511988886666", "oi", "e2e-bad")
+    assert post(server, sandbox, body, secret="wrong-secret").status_code == 401
+    assert post(server, {**sandbox, "token": "nope"}, body).status_code == 404
+    assert not rpc("vm.whatsapp.message", "search", [("integration_id", "=", sandbox["id"])])
+
+
+def test_concurrent_redelivery_stores_each_message_once(server, rpc, sandbox):
+    ids = [f"e2e-dup-{i}" for i in range(60)]
+    bodies = [message_body(sandbox["session"], f"55119{70000000 + i % 12}", "oi", mid) for i, mid in enumerate(ids)]
+    work = [body for body in bodies for _ in range(3)]  # every message delivered 3 times at once
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda body: post(server, sandbox, body).status_code, work))
+    assert [s for s in statuses if not 200 <= s < 300] == []
+    domain = [("integration_id", "=", sandbox["id"]), ("external_id", "in", ids)]
+    stored = rpc("vm.whatsapp.message", "search_read", domain, ["external_id"])
+    assert sorted(m["external_id"] for m in stored) == sorted(ids)
+
+
+def test_simultaneous_first_messages_make_one_conversation_and_one_lead(server, rpc, sandbox):
+    sender = "55119" + str(secrets.randbelow(10**8)).zfill(8)
+    bodies = [message_body(sandbox["session"], sender, f"mensagem {i}", f"e2e-first-{sender}-{i}") for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda body: post(server, sandbox, body).status_code, bodies))
+    assert statuses == [200] * 4
+
+    def all_messages_stored():
+        return rpc("vm.whatsapp.message", "search_count", [("external_id", "like", f"e2e-first-{sender}-")]) == 4
+
+    assert wait_for(all_messages_stored), "failed requests are processed again by the retry cron"
+    conversations = rpc("vm.whatsapp.conversation", "search_read", [("contact_identity", "=", sender)], ["lead_id"])
+    assert len(conversations) == 1
+    phone = "+" + sender
+    assert rpc("crm.lead", "search_count", [("phone_sanitized", "=", phone)]) == 1
+
+
+def test_server_log_has_no_error(server):
+    assert server.error_lines() == []
