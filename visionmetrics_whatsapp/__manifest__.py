@@ -14,6 +14,8 @@
         "security/ir.model.access.csv",
         "data/utm_source_data.xml",
         "data/vm_whatsapp_session_data.xml",
+        "data/vm_whatsapp_webhook_log_data.xml",
+        "data/vm_whatsapp_message_data.xml",
         "views/vm_whatsapp_integration_views.xml",
         "views/vm_whatsapp_session_views.xml",
         "views/vm_whatsapp_conversation_views.xml",
