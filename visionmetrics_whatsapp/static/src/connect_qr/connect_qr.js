@@ -92,7 +92,7 @@ export class ConnectQr extends Component {
         });
         if (result.state === "connected") {
             this.stop();
-            this.notification.add(result.message, { type: "success", title: _t("WhatsApp connected") });
+            this.notification.add(result.message, { type: "success" });
             this.action.doAction({ type: "ir.actions.act_window_close" });
         }
     }
