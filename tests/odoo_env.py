@@ -147,7 +147,9 @@ def write_config(path, params, odoo_addons, http_port, integrations_key, dbname=
         without_demo = False
         """
     if dbname:
-        lines += f"dbfilter = ^{dbname}$\n        db_name = {dbname}\n"
+        # db_name without dbfilter: Odoo serves that database without listing the server's
+        # databases on every request without a session (webhooks).
+        lines += f"db_name = {dbname}\n"
     Path(path).write_text(textwrap.dedent(lines).lstrip() + textwrap.dedent(extra))
     return path
 

@@ -25,7 +25,7 @@ class OdooServer:
     def start(self, timeout=120):
         odoo_cmd, _addons, _version = odoo_env.find_odoo()
         cmd = [
-            *odoo_cmd, "-c", str(self.conf), "-d", self.dbname, f"--db-filter=^{self.dbname}$",
+            *odoo_cmd, "-c", str(self.conf), "-d", self.dbname,
             f"--http-port={self.port}", f"--gevent-port={odoo_env.free_port()}", "--http-interface=127.0.0.1",
             f"--workers={self.workers}",
             f"--max-cron-threads={self.cron_threads}", "--log-level=warn", f"--logfile={self.log_path}",

@@ -14,7 +14,7 @@ from odoo import http
 from odoo.exceptions import UserError
 from odoo.http import request
 
-from ..providers import WebhookPayloadError
+from ..providers import SIGNATURE_VALID, WebhookPayloadError
 
 _logger = logging.getLogger(__name__)
 
@@ -23,7 +23,9 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 
 
 class WhatsAppWebhookController(http.Controller):
-    @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["POST"], csrf=False, save_session=False)
+    @http.route(
+        WEBHOOK_ROUTE, type="http", auth="none", methods=["POST"], csrf=False, save_session=False, readonly=False
+    )
     def vm_whatsapp_webhook(self, provider, token, **_params):
         Log = request.env["vm.whatsapp.webhook.log"].sudo()
         httprequest = request.httprequest
@@ -65,12 +67,12 @@ class WhatsAppWebhookController(http.Controller):
             log.write({"state": "failed", "error": str(e)})
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        if not log._verify(adapter, body, headers):
-            log.write({"state": "rejected", "error": f"Signature {log.signature}."})
-            _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, log.signature)
+        signature = log._verify(adapter, body, headers)
+        if signature != SIGNATURE_VALID:
+            _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
             return self._answer(401, "invalid signature")
         try:
-            log._process(adapter, body, headers)
+            log._process(adapter, body, headers, signature=signature)
         except WebhookPayloadError as e:
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
@@ -91,9 +93,8 @@ class WhatsAppWebhookController(http.Controller):
     # ------------------------------------------------------------------ helpers
 
     def _find_integration(self, token):
-        if not token:
-            return request.env["vm.whatsapp.integration"].sudo().browse()
-        return request.env["vm.whatsapp.integration"].sudo().search([("webhook_token", "=", token)], limit=1)
+        Integration = request.env["vm.whatsapp.integration"].sudo()
+        return Integration.browse(Integration._id_for_webhook_token(token) if token else None)
 
     def _max_body_bytes(self):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")

@@ -81,8 +81,10 @@ class VmWhatsappConversation(models.Model):
     @api.model
     def _get_or_create_for_event(self, integration, event):
         """The conversation of the event's contact on ``integration``, created when new."""
-        conversation = self.search(
-            [("integration_id", "=", integration.id), ("contact_identity", "=", event.contact_identity)], limit=1
+        conversation = self.search_fetch(
+            [("integration_id", "=", integration.id), ("contact_identity", "=", event.contact_identity)],
+            ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"],
+            limit=1,
         )
         if conversation:
             return conversation

@@ -32,12 +32,12 @@ class VmWhatsappIntegration(models.Model):
     # Write-only secrets: the clear value is never stored; `<field>_encrypted` holds the
     # AES-256-GCM envelope bound to (model, field, record, company).
     _SECRET_FIELDS = ("api_key", "webhook_secret")
+    # fields that decide which integration a webhook token names (see _id_for_webhook_token)
+    _WEBHOOK_LOOKUP_FIELDS = frozenset({"webhook_token", "active", "provider", "company_id"})
 
     name = fields.Char(required=True, default=lambda self: self.env._("WhatsApp"))
     active = fields.Boolean(default=True)
-    company_id = fields.Many2one(
-        "res.company", required=True, index=True, default=lambda self: self.env.company
-    )
+    company_id = fields.Many2one("res.company", required=True, index=True, default=lambda self: self.env.company)
     provider = fields.Selection(PROVIDER_SELECTION, required=True, default="sandbox")
     state = fields.Selection(
         [
@@ -79,7 +79,7 @@ class VmWhatsappIntegration(models.Model):
         copy=False,
         help="Write-only: stored encrypted, never shown again.",
     )
-    api_key_encrypted = fields.Char(groups="base.group_system", copy=False, prefetch=False, readonly=True)
+    api_key_encrypted = fields.Char(groups="base.group_system", copy=False, readonly=True)
     api_key_set = fields.Boolean("API Key Set", compute="_compute_secrets_set", compute_sudo=True)
     webhook_secret = fields.Char(
         compute="_compute_secrets",
@@ -89,9 +89,14 @@ class VmWhatsappIntegration(models.Model):
         help="Write-only: the secret that authenticates the provider's webhooks (Meta: the App Secret). "
         "Generated automatically for the other providers when left empty.",
     )
-    webhook_secret_encrypted = fields.Char(groups="base.group_system", copy=False, prefetch=False, readonly=True)
+    webhook_secret_encrypted = fields.Char(groups="base.group_system", copy=False, readonly=True)
     webhook_secret_set = fields.Boolean(compute="_compute_secrets_set", compute_sudo=True)
-    last_webhook_at = fields.Datetime("Last Webhook", readonly=True, copy=False)
+    last_webhook_at = fields.Datetime(
+        "Last Webhook",
+        compute="_compute_last_webhook_at",
+        help="When the provider last sent an authentic webhook (read from the webhook logs, so that "
+        "receiving never writes to the integration).",
+    )
     last_error = fields.Text(readonly=True, copy=False)
     session_ids = fields.One2many("vm.whatsapp.session", "integration_id", string="Sessions")
     conversation_ids = fields.One2many("vm.whatsapp.conversation", "integration_id", string="Conversations")
@@ -125,6 +130,19 @@ class VmWhatsappIntegration(models.Model):
             integration.api_key_set = bool(integration.api_key_encrypted)
             integration.webhook_secret_set = bool(integration.webhook_secret_encrypted)
 
+    def _compute_last_webhook_at(self):
+        last = dict(
+            self.env["vm.whatsapp.webhook.log"]
+            .sudo()
+            ._read_group(
+                [("integration_id", "in", self.ids), ("signature", "=", "valid")],
+                ["integration_id"],
+                ["received_at:max"],
+            )
+        )
+        for integration in self:
+            integration.last_webhook_at = last.get(integration, False)
+
     def _compute_conversation_count(self):
         counts = dict(
             self.env["vm.whatsapp.conversation"]._read_group(
@@ -156,21 +174,33 @@ class VmWhatsappIntegration(models.Model):
                 # No encryption key yet: the secret is generated when the integration connects,
                 # where the missing key is reported to the user.
                 _logger.info("Integration %s created without a webhook secret (no encryption key)", integration.id)
+        self.env.registry.clear_cache()  # _id_for_webhook_token
         return integrations
 
     def write(self, vals):
+        if self._WEBHOOK_LOOKUP_FIELDS.intersection(vals):
+            self.env.registry.clear_cache()  # _id_for_webhook_token
         if "company_id" not in vals:
             return super().write(vals)
         # The company is part of each ciphertext's associated data: re-encrypt across the move.
-        clear = {
-            integration: {f: integration._get_secret(f) for f in self._SECRET_FIELDS} for integration in self
-        }
+        clear = {integration: {f: integration._get_secret(f) for f in self._SECRET_FIELDS} for integration in self}
         result = super().write(vals)
         for integration, values in clear.items():
             for field_name, value in values.items():
                 if value:
                     integration._set_secret(field_name, value)
         return result
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # _id_for_webhook_token
+        return super().unlink()
+
+    @api.model
+    @tools.ormcache("token")
+    def _id_for_webhook_token(self, token):
+        """The id of the active integration whose webhook token is ``token``, or None. Cached: every
+        webhook asks, and integrations rarely change (writes to the fields it depends on clear it)."""
+        return self.sudo().search([("webhook_token", "=", token)], limit=1).id or None
 
     # ------------------------------------------------------------------ secrets
 
@@ -202,7 +232,9 @@ class VmWhatsappIntegration(models.Model):
             return self._get_keyring().decrypt(envelope, self._secret_aad(field_name))
         except crypto.DecryptionError as e:
             raise UserError(
-                self.env._("Cannot read the %(field)s of %(name)s: %(error)s", field=field_name, name=self.name, error=e)
+                self.env._(
+                    "Cannot read the %(field)s of %(name)s: %(error)s", field=field_name, name=self.name, error=e
+                )
             ) from None
 
     def _ensure_webhook_secret(self):
@@ -278,9 +310,7 @@ class VmWhatsappIntegration(models.Model):
                 self._get_provider().close_session(external_id or None)
         except WhatsAppProviderError as e:
             raise UserError(
-                self.env._(
-                    "%(provider)s could not disconnect: %(error)s", provider=self._provider_label(), error=e
-                )
+                self.env._("%(provider)s could not disconnect: %(error)s", provider=self._provider_label(), error=e)
             ) from None
         reason = self.env._("Disconnected by %(user)s", user=self.env.user.name)
         for session in open_sessions:

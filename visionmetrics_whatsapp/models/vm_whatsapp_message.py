@@ -32,7 +32,9 @@ class VmWhatsappMessage(models.Model):
     _description = "WhatsApp Message"
     _order = "sent_at desc, id desc"
     _rec_name = "external_id"
-    _check_company_auto = True
+    # The company is the conversation's (a related field): it cannot disagree, so the
+    # per-create company check (extra queries on the webhook's hot path) is not needed.
+    _check_company_auto = False
 
     conversation_id = fields.Many2one(
         "vm.whatsapp.conversation", required=True, index=True, ondelete="cascade", check_company=True

@@ -6,7 +6,7 @@ import psycopg2
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import mute_logger
+from odoo.tools import mute_logger, sql
 
 from ..providers import SIGNATURE_VALID, WebhookPayloadError
 from .vm_whatsapp_conversation import ConcurrentConversationError
@@ -27,7 +27,9 @@ class VmWhatsappWebhookLog(models.Model):
     _description = "WhatsApp Webhook Log"
     _order = "received_at desc, id desc"
     _rec_name = "event_type"
-    _check_company_auto = True
+    # Logs are only created by the webhook with the integration's company: no per-create
+    # company check on the hot path.
+    _check_company_auto = False
 
     integration_id = fields.Many2one(
         "vm.whatsapp.integration", index="btree_not_null", ondelete="set null", readonly=True, check_company=True
@@ -61,6 +63,15 @@ class VmWhatsappWebhookLog(models.Model):
     attempt_count = fields.Integer("Attempts", readonly=True)
     message_ids = fields.One2many("vm.whatsapp.message", "webhook_log_id", string="Messages")
 
+    def init(self):
+        # The integration's last webhook and its log list read the newest rows first.
+        sql.create_index(
+            self.env.cr,
+            "vm_whatsapp_webhook_log_integration_received_idx",
+            self._table,
+            ["integration_id", "received_at DESC"],
+        )
+
     # ------------------------------------------------------------------ receiving
 
     @api.model
@@ -80,8 +91,11 @@ class VmWhatsappWebhookLog(models.Model):
         """Store a webhook request before anything else is done with it."""
         return self.create(
             {
+                "received_at": fields.Datetime.now(),
+                "attempt_count": 0,
                 "integration_id": integration.id,
-                "company_id": integration.company_id.id or self.env.company.id,
+                # a request with an unknown token belongs to no company: file it under the first one
+                "company_id": integration.company_id.id or self.env["res.company"].search([], order="id", limit=1).id,
                 "provider": provider if provider in dict(PROVIDER_SELECTION) else False,
                 "remote_addr": remote_addr,
                 "headers": self._redact_headers(headers),
@@ -97,43 +111,43 @@ class VmWhatsappWebhookLog(models.Model):
     # ------------------------------------------------------------------ processing
 
     def _verify(self, provider, body, headers):
-        """Check the request's signature or secret; returns True when it is authentic."""
-        self.signature = provider.verify_webhook(body, headers)
-        return self.signature == SIGNATURE_VALID
-
-    def _process(self, provider, body, headers=None):
-        """Parse and apply the events of an authenticated request. Sets the final state; raises
-        WebhookPayloadError for a malformed body (state rejected)."""
+        """The signature check of the request: valid, invalid or missing. A request that is not
+        valid is marked rejected."""
         self.ensure_one()
-        self.attempt_count += 1
+        signature = provider.verify_webhook(body, headers)
+        if signature != SIGNATURE_VALID:
+            self.write({"signature": signature, "state": "rejected", "error": f"Signature {signature}."})
+        return signature
+
+    def _process(self, provider, body, headers=None, signature=None):
+        """Parse and apply the events of an authenticated request, then record the outcome in one
+        write. Raises WebhookPayloadError for a malformed body (state rejected)."""
+        self.ensure_one()
+        outcome = {"attempt_count": self.attempt_count + 1, "processed_at": fields.Datetime.now()}
+        if signature:
+            outcome["signature"] = signature
         try:
             events = provider.parse_webhook(body, headers or {})
         except WebhookPayloadError as e:
-            self.write({"state": "rejected", "error": str(e), "processed_at": fields.Datetime.now()})
+            self.write({**outcome, "state": "rejected", "error": str(e)})
             raise
-        self.event_type = ",".join(sorted({event.kind for event in events}))[:64] or "empty"
+        outcome["event_type"] = ",".join(sorted({event.kind for event in events}))[:64] or "empty"
         try:
             with self.env.cr.savepoint():
-                outcomes = [self._process_event(event) for event in events]
+                results = [self._process_event(event) for event in events]
         except ConcurrentConversationError:
-            self._mark_failed(
-                self.env._("A concurrent request created this contact's conversation; processed again shortly.")
-            )
+            error = self.env._("A concurrent request created this contact's conversation; processed again shortly.")
+            self.write({**outcome, "state": "failed", "error": error})
             self.env.ref("visionmetrics_whatsapp.ir_cron_retry_webhook_logs")._trigger()
             return
         except psycopg2.OperationalError:
             raise  # serialization failure, lock: the whole request is retried by Odoo
         except Exception as e:  # noqa: BLE001 - any bug in processing: keep the request, retry later
             _logger.exception("WhatsApp webhook log %s failed", self.id)
-            self._mark_failed(f"{type(e).__name__}: {e}")
+            self.write({**outcome, "state": "failed", "error": f"{type(e).__name__}: {e}"})
             return
-        self.write(
-            {
-                "state": self._state_from_outcomes(outcomes),
-                "error": "\n".join(o[1] for o in outcomes if o[1]) or False,
-                "processed_at": fields.Datetime.now(),
-            }
-        )
+        notes = "\n".join(note for _state, note in results if note)
+        self.write({**outcome, "state": self._state_from_outcomes(results), "error": notes or False})
 
     # event kind -> method; each returns (state, note) with state processed, duplicate or ignored
     _EVENT_HANDLERS = {
@@ -145,11 +159,11 @@ class VmWhatsappWebhookLog(models.Model):
 
     def _process_event(self, event):
         integration = self.integration_id
-        known_sessions = {integration.external_id} | set(integration.session_ids.mapped("external_id"))
-        if event.session and integration.external_id and event.session not in known_sessions:
-            return "ignored", self.env._(
-                "Event for session %(session)s, not this integration's.", session=event.session
-            )
+        if event.session and integration.external_id and event.session != integration.external_id:
+            if event.session not in integration.session_ids.mapped("external_id"):
+                return "ignored", self.env._(
+                    "Event for session %(session)s, not this integration's.", session=event.session
+                )
         handler = self._EVENT_HANDLERS.get(event.kind)
         if not handler:
             return "ignored", self.env._(
@@ -160,12 +174,8 @@ class VmWhatsappWebhookLog(models.Model):
     def _process_message(self, event):
         if event.is_group:
             return "ignored", self.env._("Group message %(id)s: groups are not conversations.", id=event.message_id)
-        Message = self.env["vm.whatsapp.message"]
-        integration = self.integration_id
-        if Message.search_count([("integration_id", "=", integration.id), ("external_id", "=", event.message_id)]):
-            return "duplicate", False
-        conversation = self.env["vm.whatsapp.conversation"]._get_or_create_for_event(integration, event)
-        message = Message._create_from_event(conversation, event, self)
+        conversation = self.env["vm.whatsapp.conversation"]._get_or_create_for_event(self.integration_id, event)
+        message = self.env["vm.whatsapp.message"]._create_from_event(conversation, event, self)
         if not message:
             return "duplicate", False
         conversation._register_message(message, event)
@@ -211,9 +221,6 @@ class VmWhatsappWebhookLog(models.Model):
                 return state
         return "ignored"
 
-    def _mark_failed(self, error):
-        self.write({"state": "failed", "error": error, "processed_at": fields.Datetime.now()})
-
     # ------------------------------------------------------------------ actions
 
     def action_reprocess(self):
@@ -251,7 +258,7 @@ class VmWhatsappWebhookLog(models.Model):
                 with self.env.cr.savepoint():
                     log.action_reprocess()
             except UserError as e:
-                log._mark_failed(str(e))
+                log.write({"state": "failed", "error": str(e), "processed_at": fields.Datetime.now()})
             self.env.cr.commit()  # one log per transaction, so one failure never undoes the others
 
     @api.autovacuum

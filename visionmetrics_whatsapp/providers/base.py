@@ -69,9 +69,17 @@ class WhatsAppProvider:
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
         self.base_url = (base_url or "").rstrip("/")
-        self.http = http or requests.Session()
+        self._http = http
         if timeout:
             self.timeout = timeout
+
+    @property
+    def http(self):
+        """The ``requests.Session`` of this adapter, made on first use (webhook verification,
+        the hot path, never needs one)."""
+        if self._http is None:
+            self._http = requests.Session()
+        return self._http
 
     # ------------------------------------------------------------------ sessions
 
