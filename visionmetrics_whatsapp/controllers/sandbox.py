@@ -1,8 +1,8 @@
 """The sandbox provider's "phone": opening the URL its QR encodes connects the session.
 
-Note: this route applies the connection directly (``_apply_connection_update``). Once the webhook
-route is in place it could instead post a signed sandbox connection webhook
-(``SandboxProvider.build_connection_payload`` + ``sign``) through the same processing.
+The sandbox has no server of its own, so the scan applies the connection directly
+(``_apply_connection_update``, the method a provider's connection webhook ends in) rather than
+posting a webhook to itself.
 """
 
 from odoo import http
