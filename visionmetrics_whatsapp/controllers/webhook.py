@@ -8,8 +8,6 @@ transaction, so a 200 means the request and its effects are stored.
 
 import logging
 
-from werkzeug.exceptions import RequestEntityTooLarge
-
 from odoo import http
 from odoo.exceptions import UserError
 from odoo.http import request
@@ -33,13 +31,8 @@ class WhatsAppWebhookController(http.Controller):
         remote_addr = httprequest.remote_addr
         integration_sudo = self._find_integration(token)
         limit = self._max_body_bytes()
-        try:
-            if (httprequest.content_length or 0) > limit:
-                raise RequestEntityTooLarge()
-            body = httprequest.get_data()
-            if len(body) > limit:  # sent without Content-Length
-                raise RequestEntityTooLarge()
-        except RequestEntityTooLarge:
+        body = self._read_body(limit)
+        if body is None:
             Log._receive(
                 integration_sudo,
                 provider,
@@ -95,6 +88,14 @@ class WhatsAppWebhookController(http.Controller):
     def _find_integration(self, token):
         Integration = request.env["vm.whatsapp.integration"].sudo()
         return Integration.browse(Integration._id_for_webhook_token(token) if token else None)
+
+    def _read_body(self, limit):
+        """The raw body, or None when it is over ``limit`` bytes (announced or actual)."""
+        httprequest = request.httprequest
+        if (httprequest.content_length or 0) > limit:
+            return None
+        body = httprequest.get_data()
+        return body if len(body) <= limit else None
 
     def _max_body_bytes(self):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")

@@ -1,6 +1,6 @@
 from unittest.mock import patch
 
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
@@ -45,10 +45,12 @@ class TestIntegrationSecrets(WhatsAppCase):
 
     def test_manager_without_settings_rights_cannot_read_ciphertexts(self):
         integration = self._create_integration("meta", external_id="1", api_key=API_KEY)
-        manager = self._create_user("wa_manager_secret", self.company_a, "visionmetrics_whatsapp.group_whatsapp_manager")
+        manager = self._create_user(
+            "wa_manager_secret", self.company_a, "visionmetrics_whatsapp.group_whatsapp_manager"
+        )
         record = integration.with_user(manager)
         self.assertTrue(record.api_key_set)
-        with self.assertRaises(Exception):  # AccessError on a field restricted to Settings administrators
+        with self.assertRaises(AccessError):  # a field restricted to Settings administrators
             record.read(["api_key_encrypted"])
 
     def test_sandbox_gets_a_generated_webhook_secret(self):
@@ -85,8 +87,9 @@ class TestIntegrationSecrets(WhatsAppCase):
                 self._create_integration("meta", external_id="1", api_key=API_KEY)
 
     def test_integration_without_key_is_created_and_reports_later(self):
-        with patch.dict(config.options, {"integrations_key": ""}), mute_logger(
-            "odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_integration"
+        with (
+            patch.dict(config.options, {"integrations_key": ""}),
+            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_integration"),
         ):
             integration = self._create_integration("sandbox")
         self.assertFalse(integration.webhook_secret_set)
