@@ -7,9 +7,7 @@ from setuptools import setup
 
 ADDON = "visionmetrics_whatsapp"
 manifest = eval(Path(ADDON, "__manifest__.py").read_text())  # a plain dict literal  # noqa: S307
-packages = [
-    ".".join(("odoo", "addons", *init.parent.parts)) for init in sorted(Path(ADDON).rglob("__init__.py"))
-]
+packages = [".".join(("odoo", "addons", *init.parent.parts)) for init in sorted(Path(ADDON).rglob("__init__.py"))]
 requirements = [
     line.strip() for line in Path("requirements.txt").read_text().splitlines() if line.strip() and line[0] != "#"
 ]
@@ -26,9 +24,24 @@ setup(
     packages=packages,
     package_dir={f"odoo.addons.{ADDON}": ADDON},
     include_package_data=True,
-    package_data={f"odoo.addons.{ADDON}": ["*.py", "**/*.xml", "**/*.csv", "**/*.po", "**/*.png", "**/*.js",
-                                            "**/*.scss", "**/*.rst", "**/*.md", "static/**/*"]},
+    package_data={
+        f"odoo.addons.{ADDON}": [
+            "*.py",
+            "**/*.xml",
+            "**/*.csv",
+            "**/*.po",
+            "**/*.png",
+            "**/*.js",
+            "**/*.scss",
+            "**/*.rst",
+            "**/*.md",
+            "static/**/*",
+        ]
+    },
     install_requires=requirements,
-    classifiers=["Framework :: Odoo", "Framework :: Odoo :: 18.0", "License :: OSI Approved :: "
-                 "GNU Lesser General Public License v3 (LGPLv3)"],
+    classifiers=[
+        "Framework :: Odoo",
+        "Framework :: Odoo :: 18.0",
+        "License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)",
+    ],
 )

@@ -41,7 +41,7 @@ def main():
         print(f"Reusing database {DB}; updating the addon...", flush=True)
         odoo_env.run_checked([*odoo_cmd, "-c", str(conf), "-d", DB, "-u", odoo_env.ADDON, "--stop-after-init"], env)
     print(f"\nOdoo is starting at http://localhost:{PORT} (login admin / admin). Ctrl+C stops it.\n", flush=True)
-    os.execvpe(odoo_cmd[0], [*odoo_cmd, "-c", str(conf), "-d", DB], env)
+    os.execvpe(odoo_cmd[0], [*odoo_cmd, "-c", str(conf), "-d", DB], env)  # noqa: S606 - replace this process
 
 
 if __name__ == "__main__":

@@ -33,9 +33,7 @@ def sample():
     def load(relative):
         path = SAMPLES / relative
         if not path.is_file():
-            pytest.skip(
-                f"sample payload {relative} not found under {SAMPLES} (set SAMPLES to the samples folder)"
-            )
+            pytest.skip(f"sample payload {relative} not found under {SAMPLES} (set SAMPLES to the samples folder)")
         return path.read_bytes()
 
     return load

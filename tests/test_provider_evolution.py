@@ -378,9 +378,7 @@ def test_create_session_registers_webhook_and_returns_qr(provider, sample_json):
 
 @responses.activate
 def test_create_session_without_qr_yet_is_pending(provider, sample_json):
-    responses.post(
-        API + "/instance/create", json=sample_json("evolution/instance.create.response.json"), status=201
-    )
+    responses.post(API + "/instance/create", json=sample_json("evolution/instance.create.response.json"), status=201)
     info = provider.create_session(external_id="212ae1a7")
     assert info.state == "pending" and info.qr_code is None
     assert "CONFIG_SESSION_PHONE_VERSION" in info.message
@@ -407,9 +405,7 @@ def test_create_session_existing_instance_sets_webhook_and_connects(provider, sa
             matchers.header_matcher({"apikey": "global-key"}),
         ],
     )
-    responses.get(
-        API + "/instance/connect/odoo-loja-01", json=sample_json("evolution/instance.connect.response.json")
-    )
+    responses.get(API + "/instance/connect/odoo-loja-01", json=sample_json("evolution/instance.connect.response.json"))
     info = provider.create_session()
     assert info.state == "qr_ready"
     assert info.qr_code.startswith("2@Wq3Yp0c")
@@ -503,9 +499,7 @@ def test_timeout_is_retryable_and_always_passed(provider, monkeypatch):
 @responses.activate
 def test_close_session_logs_out_and_tolerates_not_connected(provider):
     url = API + "/instance/logout/odoo-loja-01"
-    responses.delete(
-        url, json={"status": "SUCCESS", "error": False, "response": {"message": "Instance logged out"}}
-    )
+    responses.delete(url, json={"status": "SUCCESS", "error": False, "response": {"message": "Instance logged out"}})
     assert provider.close_session().state == "closed"
     responses.replace(
         responses.DELETE,

@@ -138,9 +138,7 @@ CLOUD_SEEDS = [
                                     "id": "wamid.3",
                                     "status": "failed",
                                     "timestamp": "1751142888",
-                                    "errors": [
-                                        {"code": 131049, "title": "t", "error_data": {"details": "d"}}
-                                    ],
+                                    "errors": [{"code": 131049, "title": "t", "error_data": {"details": "d"}}],
                                 }
                             ],
                         },
@@ -170,17 +168,11 @@ SANDBOX_SEEDS = [
 SEEDS = {"evolution": EVOLUTION_SEEDS, "waha": WAHA_SEEDS, "meta": CLOUD_SEEDS, "sandbox": SANDBOX_SEEDS}
 
 json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats()
-    | st.text(max_size=30)
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=30)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
 # strings that look like what the parsers branch on
@@ -253,9 +245,7 @@ def check_events(events):
                 assert event.contact_phone != "+" + event.contact_identity.split("@")[0]
             assert isinstance(event.text, str)
             assert event.message_type in MESSAGE_TYPES
-            assert event.timestamp is None or (
-                isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None
-            )
+            assert event.timestamp is None or (isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None)
             assert isinstance(event.from_me, bool) and isinstance(event.is_group, bool)
             assert event.media is None or isinstance(event.media, dict)
         elif isinstance(event, StatusUpdate):
@@ -266,9 +256,7 @@ def check_events(events):
             assert event.state in SESSION_STATES
             assert event.phone is None or E164.fullmatch(event.phone)
         elif isinstance(event, QrUpdate):
-            assert all(
-                v is None or isinstance(v, str) for v in (event.qr_code, event.qr_image, event.pairing_code)
-            )
+            assert all(v is None or isinstance(v, str) for v in (event.qr_code, event.qr_image, event.pairing_code))
         else:
             assert isinstance(event, UnknownEvent)
 

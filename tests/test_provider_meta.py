@@ -35,9 +35,7 @@ def meta():
 
 @pytest.fixture
 def d360():
-    return Dialog360Provider(
-        api_key="d360-key", external_id=PNID, webhook_secret="hdr-secret", webhook_url=HOOK
-    )
+    return Dialog360Provider(api_key="d360-key", external_id=PNID, webhook_secret="hdr-secret", webhook_url=HOOK)
 
 
 def value_payload(*values, field="messages"):
@@ -60,9 +58,9 @@ def test_meta_signature_reference_vector(meta, sample):
     body = sample("meta/text.json")
     assert meta.verify_webhook(body, {"X-Hub-Signature-256": TEXT_SIGNATURE}) == SIGNATURE_VALID
     assert meta.verify_webhook(body, {"x-hub-signature-256": TEXT_SIGNATURE}) == SIGNATURE_VALID
-    assert meta.verify_webhook(
-        body.replace(b"color", b"colour"), {"X-Hub-Signature-256": TEXT_SIGNATURE}
-    ) == (SIGNATURE_INVALID)
+    assert meta.verify_webhook(body.replace(b"color", b"colour"), {"X-Hub-Signature-256": TEXT_SIGNATURE}) == (
+        SIGNATURE_INVALID
+    )
     assert meta.verify_webhook(body, {"X-Hub-Signature-256": TEXT_SIGNATURE[7:]}) == SIGNATURE_INVALID
 
 
@@ -71,9 +69,7 @@ def test_meta_signature_non_ascii_missing_and_unset():
     assert meta.verify_webhook(NON_ASCII_BODY, {"X-Hub-Signature-256": NON_ASCII_SHA256}) == SIGNATURE_VALID
     assert meta.verify_webhook(NON_ASCII_BODY, {"X-Hub-Signature": NON_ASCII_SHA256}) == SIGNATURE_MISSING
     unset = MetaProvider(webhook_secret=None)
-    assert (
-        unset.verify_webhook(NON_ASCII_BODY, {"X-Hub-Signature-256": NON_ASCII_SHA256}) == SIGNATURE_INVALID
-    )
+    assert unset.verify_webhook(NON_ASCII_BODY, {"X-Hub-Signature-256": NON_ASCII_SHA256}) == SIGNATURE_INVALID
 
 
 def test_meta_handshake(meta):
@@ -90,9 +86,7 @@ def test_d360_secret_header(d360):
     assert d360.verify_webhook(b"{}", {"X-VM-Webhook-Secret": "hdr-secreT"}) == SIGNATURE_INVALID
     assert d360.verify_webhook(b"{}", {"X-Hub-Signature-256": "sha256=00"}) == SIGNATURE_MISSING
     assert Dialog360Provider().verify_webhook(b"{}", {"X-VM-Webhook-Secret": "x"}) == SIGNATURE_INVALID
-    assert (
-        d360.handshake({"hub.mode": "subscribe", "hub.verify_token": "t", "hub.challenge": "1"}, "t") is None
-    )
+    assert d360.handshake({"hub.mode": "subscribe", "hub.verify_token": "t", "hub.challenge": "1"}, "t") is None
 
 
 # ---------------------------------------------------------------------- samples (both providers parse them)
@@ -163,9 +157,7 @@ def test_batch_two_entries_with_status_and_messages(meta):
     )
     second = meta_value(
         pnid="999000111",
-        statuses=[
-            {"id": "wamid.OUT", "status": "read", "timestamp": "1760341002", "recipient_id": "5511987654321"}
-        ],
+        statuses=[{"id": "wamid.OUT", "status": "read", "timestamp": "1760341002", "recipient_id": "5511987654321"}],
     )
     events = meta.parse_webhook(value_payload(first, second))
     assert [type(e).__name__ for e in events] == ["InboundMessage", "InboundMessage", "StatusUpdate"]

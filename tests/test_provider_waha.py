@@ -206,9 +206,7 @@ def test_voice_note_without_downloaded_media(provider):
 
 
 def test_ack_number_without_name_and_error(provider):
-    [delivered] = provider.parse_webhook(
-        envelope("message.ack", {"id": "x1", "ack": 2}, timestamp=1760341005000)
-    )
+    [delivered] = provider.parse_webhook(envelope("message.ack", {"id": "x1", "ack": 2}, timestamp=1760341005000))
     assert (delivered.status, delivered.timestamp) == ("delivered", datetime(2025, 10, 13, 7, 36, 45))
     [failed] = provider.parse_webhook(envelope("message.ack", {"id": "x2", "ack": -1, "ackName": "ERROR"}))
     assert failed.status == "failed" and failed.error
@@ -258,9 +256,7 @@ def test_create_session_posts_webhook_config(provider):
         json={"name": "default", "status": "STARTING", "config": {}, "me": None},
         match=[
             matchers.header_matcher({"X-Api-Key": "waha-key"}),
-            matchers.json_params_matcher(
-                {"name": "default", "start": True, "config": {"webhooks": [WEBHOOK]}}
-            ),
+            matchers.json_params_matcher({"name": "default", "start": True, "config": {"webhooks": [WEBHOOK]}}),
         ],
     )
     info = provider.create_session()
@@ -324,9 +320,7 @@ def test_close_session_logs_out(provider):
 
 @responses.activate
 def test_unauthorized_is_mapped(provider):
-    responses.get(
-        API + "/api/sessions/default", status=401, json={"message": "Unauthorized", "statusCode": 401}
-    )
+    responses.get(API + "/api/sessions/default", status=401, json={"message": "Unauthorized", "statusCode": 401})
     with pytest.raises(WhatsAppProviderError, match="rejected the credentials") as caught:
         provider.get_session_status()
     assert caught.value.status_code == 401
@@ -338,11 +332,7 @@ def test_send_text_webjs_and_noweb_ids(provider):
     responses.post(
         API + "/api/sendText",
         json={"id": {"_serialized": "true_5511987654321@c.us_3EB0AA"}},
-        match=[
-            matchers.json_params_matcher(
-                {"session": "default", "chatId": "5511987654321@c.us", "text": "Olá"}
-            )
-        ],
+        match=[matchers.json_params_matcher({"session": "default", "chatId": "5511987654321@c.us", "text": "Olá"})],
     )
     assert provider.send_text("+5511987654321", "Olá") == "true_5511987654321@c.us_3EB0AA"
     responses.replace(responses.POST, API + "/api/sendText", json={"key": {"id": "BAE5NOWEB"}})

@@ -37,9 +37,7 @@ class MetaProvider(CloudApiProvider):
         if not phone_number_id:
             raise WhatsAppProviderError("Meta: the phone number id is not set.", provider=self.code)
         if not str(phone_number_id).isdigit():
-            raise WhatsAppProviderError(
-                "Meta: the phone number id must contain only digits.", provider=self.code
-            )
+            raise WhatsAppProviderError("Meta: the phone number id must contain only digits.", provider=self.code)
         return str(phone_number_id)
 
     @property
@@ -51,9 +49,7 @@ class MetaProvider(CloudApiProvider):
     def _phone_number_info(self, phone_number_id):
         if not self.api_key:
             raise WhatsAppProviderError("Meta: the access token is not set.", provider=self.code)
-        data = self._request(
-            "GET", f"/{phone_number_id}", params={"fields": "display_phone_number,verified_name"}
-        )
+        data = self._request("GET", f"/{phone_number_id}", params={"fields": "display_phone_number,verified_name"})
         return as_dict(data)
 
     def create_session(self, external_id=None, phone=None):
@@ -77,16 +73,12 @@ class MetaProvider(CloudApiProvider):
 
     def check_connection(self):
         info = self.get_session_status()
-        return (
-            f"Meta Cloud API: {info.phone or 'number'} ({info.message or 'no verified name'}) is reachable."
-        )
+        return f"Meta Cloud API: {info.phone or 'number'} ({info.message or 'no verified name'}) is reachable."
 
     # ------------------------------------------------------------------ webhooks
 
     def verify_webhook(self, body, headers):
-        return self._verify_hmac_hex(
-            body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256="
-        )
+        return self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256=")
 
     def handshake(self, params, verify_token):
         """Meta's GET verification: ``hub.mode=subscribe`` and ``hub.verify_token`` equal to our

@@ -113,9 +113,7 @@ class SandboxProvider(WhatsAppProvider):
     # ------------------------------------------------------------------ webhooks
 
     def verify_webhook(self, body, headers):
-        return self._verify_hmac_hex(
-            body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256="
-        )
+        return self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256=")
 
     def parse_webhook(self, body, headers=None):
         payload = self._load_json(body)
@@ -131,9 +129,7 @@ class SandboxProvider(WhatsAppProvider):
             state = self.SESSION_STATES.get(as_text(payload.get("state")) or "")
             if state is None:
                 return [UnknownEvent(session=session, event_type="connection", raw=payload)]
-            return [
-                ConnectionUpdate(session=session, state=state, phone=digits_to_e164(payload.get("phone")))
-            ]
+            return [ConnectionUpdate(session=session, state=state, phone=digits_to_e164(payload.get("phone")))]
         return [UnknownEvent(session=session, event_type=event, raw=payload)]
 
     def _parse_message(self, session, message):

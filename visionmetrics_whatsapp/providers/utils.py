@@ -54,12 +54,7 @@ def require_text(mapping, key, what):
 def long_to_int(value):
     """Decode a protobuf int64 serialised as ``{"low": .., "high": .., "unsigned": ..}``."""
     low, high = value.get("low"), value.get("high")
-    if (
-        not isinstance(low, int)
-        or isinstance(low, bool)
-        or not isinstance(high, int)
-        or isinstance(high, bool)
-    ):
+    if not isinstance(low, int) or isinstance(low, bool) or not isinstance(high, int) or isinstance(high, bool):
         return None
     return (high << 32) | (low & 0xFFFFFFFF)
 

@@ -24,8 +24,6 @@ META = "https://graph.facebook.com/v21.0"
 D360 = "https://waba-v2.360dialog.io"
 
 
-
-
 @contextmanager
 def captured_logs():
     """The messages the session model logs (INFO and up) inside the block."""

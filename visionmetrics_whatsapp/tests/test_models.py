@@ -44,9 +44,7 @@ class TestModels(WhatsAppCase):
         conversation = self._create_conversation(integration)
         message = self._create_message(conversation)
         session = self.env["vm.whatsapp.session"].create({"integration_id": integration.id})
-        self.assertEqual(
-            (conversation.company_id, message.company_id, session.company_id), (self.company_b,) * 3
-        )
+        self.assertEqual((conversation.company_id, message.company_id, session.company_id), (self.company_b,) * 3)
 
     def test_lead_of_another_company_is_refused(self):
         from odoo.exceptions import UserError

@@ -15,7 +15,6 @@ WAHA_B = "http://waha-b.test"
 EVO_C = "http://evolution-c.test"
 
 
-
 @tagged("post_install", "-at_install")
 class TestSessionMonitor(MockedHttpMixin, WhatsAppCase):
     @classmethod
