@@ -10,35 +10,25 @@ def dump(payload):
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
+def meta_envelope(phone_number_id, value):
+    """A Cloud API webhook body (Meta, 360dialog) around one change ``value``."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        **value,
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
 def meta_text(phone_number_id, wa_id, text, message_id, name="Sheena Nelson", timestamp=1749416383):
+    message = {"from": wa_id, "id": message_id, "timestamp": str(timestamp), "type": "text", "text": {"body": text}}
     return dump(
-        {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "102290129340398",
-                    "changes": [
-                        {
-                            "field": "messages",
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-                                "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                                "messages": [
-                                    {
-                                        "from": wa_id,
-                                        "id": message_id,
-                                        "timestamp": str(timestamp),
-                                        "type": "text",
-                                        "text": {"body": text},
-                                    }
-                                ],
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
+        meta_envelope(
+            phone_number_id, {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]}
+        )
     )
 
 
@@ -54,33 +44,8 @@ def meta_image(phone_number_id, wa_id, message_id, caption="Foto do produto", me
 
 
 def meta_status(phone_number_id, message_id, status, recipient="16505551234", timestamp=1750030073):
-    return dump(
-        {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "102290129340398",
-                    "changes": [
-                        {
-                            "field": "messages",
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-                                "statuses": [
-                                    {
-                                        "id": message_id,
-                                        "status": status,
-                                        "timestamp": str(timestamp),
-                                        "recipient_id": recipient,
-                                    }
-                                ],
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    status = {"id": message_id, "status": status, "timestamp": str(timestamp), "recipient_id": recipient}
+    return dump(meta_envelope(phone_number_id, {"statuses": [status]}))
 
 
 def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100):
