@@ -138,3 +138,67 @@ class TestWebhookProviders(WhatsAppHttpCase):
         body = payloads.meta_text("360-phone", "5511987650009", "oi 360", "wamid.360")
         self.assertEqual(self._post_signed(dialog, body).status_code, 200)
         self.assertTrue(self.env["vm.whatsapp.message"].search([("external_id", "=", "wamid.360")]))
+
+
+@tagged("post_install", "-at_install")
+class TestConnectionWebhooks(WhatsAppHttpCase):
+    """Connection and QR events delivered by webhook move the session and the integration."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.evolution = cls._create_integration(
+            "evolution", api_base_url="https://evo.example.com", external_id="odoo-loja-01", api_key="global-key"
+        )
+        cls.session = cls.env["vm.whatsapp.session"].create(
+            {"integration_id": cls.evolution.id, "external_id": "odoo-loja-01"}
+        )
+
+    def _evolution_event(self, event, data):
+        return payloads.dump({"event": event, "instance": "odoo-loja-01", "data": data, "apikey": None})
+
+    def test_qr_then_open_connects_the_session_and_the_integration(self):
+        qr = self._evolution_event(
+            "qrcode.updated",
+            {
+                "qrcode": {
+                    "instance": "odoo-loja-01",
+                    "pairingCode": "WZYEH1YY",
+                    "code": "2@abc,def,ghi",
+                    "base64": None,
+                }
+            },
+        )
+        self.assertEqual(self._post_signed(self.evolution, qr).status_code, 200)
+        self.assertEqual(self._last_log().state, "processed")
+        self.assertEqual(self.session.state, "qr_ready")
+        self.assertEqual(self.session.pairing_code, "WZYEH1YY")
+        self.assertTrue(self.session.qr_image, "the QR string is rendered as an image")
+        opened = self._evolution_event(
+            "connection.update",
+            {"instance": "odoo-loja-01", "wuid": "5511900000000@s.whatsapp.net", "state": "open", "statusReason": 200},
+        )
+        self.assertEqual(self._post_signed(self.evolution, opened).status_code, 200)
+        self.assertEqual(self.session.state, "connected")
+        self.assertEqual((self.evolution.state, self.evolution.phone_number), ("connected", "+5511900000000"))
+
+    def test_logged_out_disconnects(self):
+        self.session._apply_connection_update("connected", phone="+5511900000000")
+        closed = self._evolution_event(
+            "connection.update", {"instance": "odoo-loja-01", "state": "close", "statusReason": 401}
+        )
+        self.assertEqual(self._post_signed(self.evolution, closed).status_code, 200)
+        self.assertEqual(self.session.state, "closed")
+        self.assertEqual(self.evolution.state, "disconnected")
+
+    def test_connection_event_of_another_instance_is_ignored(self):
+        other = payloads.dump(
+            {
+                "event": "connection.update",
+                "instance": "someone-else",
+                "data": {"instance": "someone-else", "state": "open"},
+            }
+        )
+        self.assertEqual(self._post_signed(self.evolution, other).status_code, 200)
+        self.assertEqual(self._last_log().state, "ignored")
+        self.assertEqual(self.session.state, "pending")
