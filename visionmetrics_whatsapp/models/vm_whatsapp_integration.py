@@ -131,26 +131,27 @@ class VmWhatsappIntegration(models.Model):
             integration.webhook_secret_set = bool(integration.webhook_secret_encrypted)
 
     def _compute_last_webhook_at(self):
+        # _origin: inside an unsaved form (e.g. the Settings list) the records are new-id copies
         last = dict(
             self.env["vm.whatsapp.webhook.log"]
             .sudo()
             ._read_group(
-                [("integration_id", "in", self.ids), ("signature", "=", "valid")],
+                [("integration_id", "in", self._origin.ids), ("signature", "=", "valid")],
                 ["integration_id"],
                 ["received_at:max"],
             )
         )
         for integration in self:
-            integration.last_webhook_at = last.get(integration, False)
+            integration.last_webhook_at = last.get(integration._origin, False)
 
     def _compute_conversation_count(self):
         counts = dict(
             self.env["vm.whatsapp.conversation"]._read_group(
-                [("integration_id", "in", self.ids)], ["integration_id"], ["__count"]
+                [("integration_id", "in", self._origin.ids)], ["integration_id"], ["__count"]
             )
         )
         for integration in self:
-            integration.conversation_count = counts.get(integration, 0)
+            integration.conversation_count = counts.get(integration._origin, 0)
 
     def _inverse_api_key(self):
         for integration in self:

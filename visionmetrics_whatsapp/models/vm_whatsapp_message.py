@@ -40,7 +40,12 @@ class VmWhatsappMessage(models.Model):
         "vm.whatsapp.conversation", required=True, index=True, ondelete="cascade", check_company=True
     )
     integration_id = fields.Many2one(
-        related="conversation_id.integration_id", store=True, index=True, precompute=True, required=True
+        related="conversation_id.integration_id",
+        store=True,
+        index=True,
+        precompute=True,
+        required=True,
+        ondelete="cascade",  # with its conversation, when the integration is deleted
     )
     company_id = fields.Many2one(
         related="conversation_id.company_id", store=True, index=True, precompute=True, required=True

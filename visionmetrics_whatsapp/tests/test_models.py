@@ -39,6 +39,17 @@ class TestModels(WhatsAppCase):
             self._create_message(conversation, "wamid.1")
             self.env.flush_all()
 
+    def test_deleting_an_integration_deletes_its_records(self):
+        integration = self._create_integration()
+        conversation = self._create_conversation(integration)
+        message = self._create_message(conversation)
+        session = self.env["vm.whatsapp.session"].create({"integration_id": integration.id})
+        log = self.env["vm.whatsapp.webhook.log"].create({"integration_id": integration.id, "payload": "{}"})
+        integration.unlink()
+        self.env.flush_all()
+        self.assertFalse(conversation.exists() or message.exists() or session.exists())
+        self.assertTrue(log.exists(), "the webhook log is kept, as a record of what was received")
+
     def test_children_follow_the_integration_company(self):
         integration = self._create_integration(company=self.company_b)
         conversation = self._create_conversation(integration)

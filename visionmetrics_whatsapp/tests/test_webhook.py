@@ -50,6 +50,11 @@ class TestWebhookIngest(WhatsAppHttpCase):
         )
         self.assertEqual(message.webhook_log_id, log)
         self.assertEqual(self.lead_token.whatsapp_message_count, 1)
+        self.assertEqual(self.sandbox.last_webhook_at, log.received_at)
+        # The Settings page lists the integration from an unsaved form (new records).
+        settings = self.env["res.config.settings"].new({"company_id": self.company_a.id})
+        line = settings.vm_whatsapp_integration_ids.filtered(lambda i: i._origin == self.sandbox)
+        self.assertEqual(line.last_webhook_at, log.received_at)
 
     def test_phone_attribution_brazilian_ninth_digit(self):
         lead13 = self.env["crm.lead"].create(
