@@ -38,7 +38,17 @@ class ResConfigSettings(models.TransientModel):
         )
 
     def action_vm_whatsapp_reencrypt(self):
-        count = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
+        count, unreadable = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
+        if unreadable:
+            return self._vm_whatsapp_notify(
+                self.env._(
+                    "%(count)s secrets were re-encrypted with the current key. These integrations have secrets "
+                    "that no configured key can read; enter them again: %(names)s",
+                    count=count,
+                    names=", ".join(unreadable.mapped("name")),
+                ),
+                notification_type="warning",
+            )
         return self._vm_whatsapp_notify(
             self.env._("%(count)s secrets were re-encrypted with the current key.", count=count)
         )

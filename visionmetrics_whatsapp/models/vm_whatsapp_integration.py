@@ -108,7 +108,7 @@ class VmWhatsappIntegration(models.Model):
 
     # ------------------------------------------------------------------ compute
 
-    @api.depends("webhook_token")
+    @api.depends("webhook_token", "provider")
     def _compute_webhook_url(self):
         base_url = self[:1].get_base_url() if self else ""
         for integration in self:
@@ -247,18 +247,28 @@ class VmWhatsappIntegration(models.Model):
 
     @api.model
     def _reencrypt_all_secrets(self):
-        """Re-encrypt every secret made with a previous key using the current key; returns how
-        many secrets were re-encrypted."""
+        """Re-encrypt every secret made with a previous key using the current key. A secret no
+        configured key can read is left as it is. Returns (how many were re-encrypted, the
+        integrations whose secrets could not be read)."""
         keyring = self._get_keyring()
-        count = 0
+        count, unreadable = 0, self.browse()
         for integration in self.sudo().with_context(active_test=False).search([]):
             for field_name in self._SECRET_FIELDS:
                 envelope = integration[f"{field_name}_encrypted"]
-                if envelope and keyring.needs_rotation(envelope):
+                if not (envelope and keyring.needs_rotation(envelope)):
+                    continue
+                try:
                     integration._set_secret(field_name, integration._get_secret(field_name))
                     count += 1
-        _logger.info("Re-encrypted %s WhatsApp integration secrets with key %s", count, keyring.current_id)
-        return count
+                except UserError:
+                    unreadable |= integration
+        _logger.info(
+            "Re-encrypted %s WhatsApp integration secrets with key %s; %s integrations with unreadable secrets",
+            count,
+            keyring.current_id,
+            len(unreadable),
+        )
+        return count, unreadable
 
     # ------------------------------------------------------------------ provider
 

@@ -105,11 +105,26 @@ class TestIntegrationSecrets(WhatsAppCase):
             integration._get_secret("api_key")
         with patch.dict(config.options, {"integrations_key": TEST_KEY, "integrations_key_previous": TEST_KEY_PREVIOUS}):
             self.assertEqual(integration._get_secret("api_key"), API_KEY)
-            count = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
+            count, unreadable = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
             self.assertGreaterEqual(count, 1)
+            self.assertNotIn(integration, unreadable)
         new_envelope = integration.sudo().api_key_encrypted
         self.assertNotEqual(old_envelope.split(":")[1], new_envelope.split(":")[1])
         self.assertEqual(integration._get_secret("api_key"), API_KEY)
+
+    def test_rotation_skips_and_reports_unreadable_secrets(self):
+        third_key = "ab" * 32
+        with patch.dict(config.options, {"integrations_key": third_key}):
+            lost = self._create_integration("meta", name="Lost key", external_id="9", api_key=API_KEY)
+        with patch.dict(config.options, {"integrations_key": TEST_KEY_PREVIOUS}):
+            readable = self._create_integration("meta", name="Readable", external_id="8", api_key=API_KEY)
+        with patch.dict(config.options, {"integrations_key": TEST_KEY, "integrations_key_previous": TEST_KEY_PREVIOUS}):
+            action = self.env["res.config.settings"].create({}).action_vm_whatsapp_reencrypt()
+            self.assertEqual(readable._get_secret("api_key"), API_KEY)
+        self.assertEqual(action["params"]["type"], "warning")
+        self.assertIn("Lost key", action["params"]["message"])
+        self.assertNotIn("Readable", action["params"]["message"])
+        self.assertTrue(lost.api_key_set, "an unreadable secret is left untouched, not erased")
 
     def test_settings_show_key_state_and_self_test(self):
         settings = self.env["res.config.settings"].create({})
