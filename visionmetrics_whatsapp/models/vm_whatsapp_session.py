@@ -12,6 +12,7 @@ from odoo.exceptions import UserError
 
 from ..providers import WhatsAppProviderError
 from ..providers.utils import digits_to_e164
+from ..tools.phone import mask
 
 _logger = logging.getLogger(__name__)
 
@@ -33,15 +34,6 @@ INTEGRATION_STATES = {
     "closed": "disconnected",
     "failed": "error",
 }
-
-
-def mask_phone(phone):
-    """+5511987654321 -> +55119****4321 (for logs)."""
-    if not phone:
-        return "-"
-    if len(phone) <= 8:
-        return "****"
-    return f"{phone[:6]}****{phone[-4:]}"
 
 
 def render_qr_png(payload):
@@ -212,7 +204,7 @@ class VmWhatsappSession(models.Model):
                 "WhatsApp connected: integration %s, session %s, number %s",
                 integration.id,
                 self.id,
-                mask_phone(phone or integration.phone_number),
+                mask(phone or integration.phone_number) or "-",
             )
             return
         latest_open = integration.session_ids.filtered(lambda s: s.state in (*OPEN_STATES, "connected"))
@@ -227,7 +219,7 @@ class VmWhatsappSession(models.Model):
                 "WhatsApp disconnected: integration %s, session %s, number %s, state %s, reason: %s",
                 integration.id,
                 self.id,
-                mask_phone(integration.phone_number),
+                mask(integration.phone_number) or "-",
                 state,
                 reason or "-",
             )

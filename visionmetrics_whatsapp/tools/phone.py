@@ -53,6 +53,6 @@ def mask(e164):
     if not e164:
         return ""
     text = str(e164)
-    if len(text) <= 6:
+    if len(text) <= 10:
         return "*" * len(text)
-    return text[:5] + "*" * (len(text) - 9) + text[-4:]
+    return text[:6] + "*" * (len(text) - 10) + text[-4:]
