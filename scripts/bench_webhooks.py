@@ -1,13 +1,18 @@
 """Webhook ingest benchmark (a script that prints figures, not a test).
 
-Starts Odoo with 2 workers on loopback on a fresh database with the addon, then in one run:
-1. GET /web/health (a bare Odoo route) at concurrency 8;
-2. signed sandbox webhooks with distinct message ids at concurrency 8 (contacts drawn from a pool
-   whose conversations exist, i.e. the steady state of a busy number);
-and prints requests/s, p50 and p99 of both and their ratio. Then 3 concurrent deliveries of each
-of 2,000 ids: prints the duplicates stored and the non-2xx answers (both must be 0).
+Starts Odoo with 2 workers and 1 cron worker on loopback on a fresh database with the addon,
+then in one run:
+1. GET /web/health (a bare Odoo route) and signed sandbox webhooks with distinct message ids,
+   both at concurrency 8, in alternating rounds (so that a slower moment of the machine weighs
+   on both); the webhooks' contacts are drawn from a pool whose conversations exist, i.e. the
+   steady state of a busy number. The inbox cron processes the requests meanwhile, on the same
+   two cores;
+2. prints requests/s, p50 and p99 of both and their ratio, then how long the inbox took to be
+   empty after the load and the delay from receiving a request to processing it;
+3. delivers each of 2,000 new ids 3 times at once, waits for the inbox, and prints the
+   duplicates stored and the non-2xx answers (both must be 0).
 
-    python3 scripts/bench_webhooks.py [--seconds 30] [--concurrency 8] [--ids 2000] [--reuse]
+    python3 scripts/bench_webhooks.py [--seconds 30] [--rounds 3] [--concurrency 8] [--ids 2000] [--reuse]
 
 Database settings come from PGHOST/PGPORT/PGUSER/PGPASSWORD, like `make test`.
 """
@@ -85,7 +90,8 @@ def describe(name, rps, latencies, errors):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=30, help="webhook load in all (health: half of it)")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--ids", type=int, default=2000)
     parser.add_argument("--contacts", type=int, default=200)
@@ -138,20 +144,24 @@ def bench(server, args):
     # Warm-up: each contact's first message creates its conversation and lead.
     warm = [body(f"{run_id}-warm-{i}", sender) for i, sender in enumerate(contacts)]
     run_load(lambda i: webhook_url, lambda i: warm[i], 600, args.concurrency, headers, total=len(warm))
+    wait_for_inbox(server.dbname)
 
-    health_rps, health_lat, health_err = run_load(lambda i: f"{server.url}/web/health", None, args.seconds / 2,
-                                                  args.concurrency)  # fmt: skip
-    hook_rps, hook_lat, hook_err = run_load(
-        lambda i: webhook_url,
-        lambda i: body(f"{run_id}-{i}", contacts[i % len(contacts)]),
-        args.seconds,
-        args.concurrency,
-        headers,
-    )
+    health, hooks, sent = Totals(), Totals(), iter(range(10**9))
+    for _round in range(args.rounds):
+        health.add(*run_load(lambda i: f"{server.url}/web/health", None, args.seconds / 2 / args.rounds,
+                             args.concurrency))  # fmt: skip
+        hooks.add(*run_load(lambda i: webhook_url,
+                            lambda i: body(f"{run_id}-load-{next(sent)}", contacts[i % len(contacts)]),
+                            args.seconds / args.rounds, args.concurrency, headers))  # fmt: skip
+    waiting, drained = wait_for_inbox(server.dbname)
     print()
-    describe("GET /web/health", health_rps, health_lat, health_err)
-    describe("POST webhook (signed)", hook_rps, hook_lat, hook_err)
-    print(f"ratio webhook/health   {hook_rps / health_rps:8.2f}   (target >= 0.5; webhooks target >= 100 req/s)")
+    describe("GET /web/health", health.rps, health.latencies, health.errors)
+    describe("POST webhook (signed)", hooks.rps, hooks.latencies, hooks.errors)
+    print(f"ratio webhook/health   {hooks.rps / health.rps:8.2f}   (target >= 0.5; webhooks target >= 100 req/s)")
+    lag = processing_delays(server.dbname, f'"id": "{run_id}-load-')
+    print(f"inbox: {waiting} requests waiting when the load stopped, empty {drained:.1f} s later; "
+          f"received -> processed p50 {percentile(lag, 50):.0f} s, p99 {percentile(lag, 99):.0f} s, "
+          f"max {max(lag, default=0):.0f} s (1 s resolution)")  # fmt: skip
 
     # Redelivery: every id delivered 3 times at once.
     ids = [f"{run_id}-redeliver-{i}" for i in range(args.ids)]
@@ -159,6 +169,7 @@ def bench(server, args):
     work = [b for b in bodies for _ in range(3)]
     rps, latencies, errors = run_load(lambda i: webhook_url, lambda i: work[i], 3600, args.concurrency, headers,
                                       total=len(work))  # fmt: skip
+    wait_for_inbox(server.dbname)
     stored = rpc("vm.whatsapp.message", "read_group", [("external_id", "like", f"{run_id}-redeliver-")],
                  ["external_id"], ["external_id"], lazy=False)  # fmt: skip
     duplicates = sum(group["__count"] - 1 for group in stored)
@@ -169,6 +180,56 @@ def bench(server, args):
     print(f"ERROR lines in the Odoo log: {len(server_errors)}")
     for line in server_errors[:5]:
         print("  " + line)
+
+
+class Totals:
+    """Requests of several rounds of load, added up."""
+
+    def __init__(self):
+        self.requests, self.seconds, self.latencies, self.errors = 0, 0.0, [], []
+
+    def add(self, rps, latencies, errors):
+        self.requests += len(latencies)
+        self.seconds += len(latencies) / rps if rps else 0.0
+        self.latencies += latencies
+        self.errors += errors
+
+    @property
+    def rps(self):
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def query(dbname, sql, params=()):
+    import psycopg2
+
+    with psycopg2.connect(dbname=dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
+        cr.execute(sql, params)
+        return cr.fetchall()
+
+
+def wait_for_inbox(dbname, timeout=600):
+    """Wait until no webhook request waits for the inbox cron: (how many waited, seconds taken)."""
+    started = time.monotonic()
+    waiting = first = None
+    while time.monotonic() - started < timeout:
+        waiting = query(dbname, "SELECT count(*) FROM vm_whatsapp_webhook_log WHERE state = 'received'")[0][0]
+        first = waiting if first is None else first
+        if not waiting:
+            break
+        time.sleep(0.2)
+    if waiting:
+        raise RuntimeError(f"{waiting} webhook requests still unprocessed after {timeout} s")
+    return first, time.monotonic() - started
+
+
+def processing_delays(dbname, payload_marker):
+    rows = query(
+        dbname,
+        "SELECT EXTRACT(EPOCH FROM processed_at - date_trunc('second', received_at)) FROM vm_whatsapp_webhook_log "
+        "WHERE payload LIKE %s AND processed_at IS NOT NULL",
+        [f"%{payload_marker}%"],
+    )
+    return [float(delay) for (delay,) in rows]
 
 
 if __name__ == "__main__":

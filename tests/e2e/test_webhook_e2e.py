@@ -54,13 +54,31 @@ def test_token_message_lands_on_the_lead(server, rpc, sandbox):
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "ok"}
-    conversations = rpc(
-        "vm.whatsapp.conversation",
-        "search_read",
-        [("integration_id", "=", sandbox["id"])],
-        ["lead_id", "attribution", "message_count"],
-    )
-    assert [(c["lead_id"][0], c["attribution"], c["message_count"]) for c in conversations] == [(lead_id, "token", 1)]
+
+    def conversations():
+        return rpc(
+            "vm.whatsapp.conversation",
+            "search_read",
+            [("integration_id", "=", sandbox["id"])],
+            ["lead_id", "attribution", "message_count"],
+        )
+
+    assert wait_for(conversations), "the inbox cron processes the request"
+    assert [(c["lead_id"][0], c["attribution"], c["message_count"]) for c in conversations()] == [(lead_id, "token", 1)]
+
+
+def test_the_webhook_wakes_the_inbox_cron_for_every_request_of_a_burst(server, rpc, sandbox):
+    """The cron worker sleeps up to a minute between passes unless a webhook wakes it; wake-ups
+    are throttled, so the last requests of a burst rely on the trailing one."""
+    sender = "55119" + str(secrets.randbelow(10**8)).zfill(8)
+    ids = [f"e2e-burst-{sender}-{i}" for i in range(5)]
+    started = time.monotonic()
+    for i, message_id in enumerate(ids):
+        assert post(server, sandbox, message_body(sandbox["session"], sender, f"parte {i}", message_id)).ok
+    domain = [("external_id", "in", ids)]
+    assert wait_for(lambda: rpc("vm.whatsapp.message", "search_count", domain) == len(ids), timeout=20)
+    # well before the cron's own one-minute schedule
+    assert time.monotonic() - started < 20
 
 
 def test_bad_signature_and_unknown_token(server, rpc, sandbox):
@@ -78,8 +96,13 @@ def test_concurrent_redelivery_stores_each_message_once(server, rpc, sandbox):
         statuses = list(pool.map(lambda body: post(server, sandbox, body).status_code, work))
     assert [s for s in statuses if not 200 <= s < 300] == []
     domain = [("integration_id", "=", sandbox["id"]), ("external_id", "in", ids)]
+    waiting = [("integration_id", "=", sandbox["id"]), ("state", "=", "received")]
+    assert wait_for(lambda: rpc("vm.whatsapp.webhook.log", "search_count", waiting) == 0)
     stored = rpc("vm.whatsapp.message", "search_read", domain, ["external_id"])
     assert sorted(m["external_id"] for m in stored) == sorted(ids)
+    logs = rpc("vm.whatsapp.webhook.log", "read_group", [("integration_id", "=", sandbox["id"]),
+               ("payload", "like", "e2e-dup-")], ["state"], ["state"])  # fmt: skip
+    assert {g["state"]: g["state_count"] for g in logs} == {"processed": len(ids), "duplicate": 2 * len(ids)}
 
 
 def test_simultaneous_first_messages_make_one_conversation_and_one_lead(server, rpc, sandbox):

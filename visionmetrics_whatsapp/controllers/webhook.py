@@ -1,9 +1,10 @@
 """The providers' webhook (DESIGN §5).
 
 A request goes, top to bottom: find the integration by the token in the URL (never by the
-payload) → store the raw request in vm.whatsapp.webhook.log → authenticate it with the provider
-adapter → parse and apply its events → answer. The answer is sent after Odoo commits the
-transaction, so a 200 means the request and its effects are stored.
+payload) → authenticate it with the provider adapter → check that its body parses → store it in
+vm.whatsapp.webhook.log, in one INSERT whatever the outcome → answer. The answer is sent after
+Odoo commits the transaction, so a 200 means the request is stored. Its events (messages,
+statuses, connection changes) are applied by the inbox cron, woken up by the request, in batches.
 """
 
 import logging
@@ -28,55 +29,49 @@ class WhatsAppWebhookController(http.Controller):
         Log = request.env["vm.whatsapp.webhook.log"].sudo()
         httprequest = request.httprequest
         headers = dict(httprequest.headers)
-        remote_addr = httprequest.remote_addr
-        integration_sudo = self._find_integration(token)
+
+        def store(body, state, **vals):
+            return Log._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
+
+        endpoint = request.env["vm.whatsapp.integration"].sudo()._webhook_endpoint(token)
         limit = self._max_body_bytes()
         body = self._read_body(limit)
         if body is None:
-            Log._receive(
-                integration_sudo,
-                provider,
-                b"",
-                headers,
-                remote_addr,
-                state="rejected",
-                error=f"Body over the limit of {limit} bytes (Content-Length: {httprequest.content_length}).",
-            )
+            error = f"Body over the limit of {limit} bytes (Content-Length: {httprequest.content_length})."
+            store(b"", "rejected", error=error)
             return self._answer(413, "body too large")
-        if not integration_sudo or integration_sudo.provider != provider:
-            error = (
-                "Unknown webhook token."
-                if not integration_sudo
-                else f"Token of a {integration_sudo.provider} integration."
-            )
-            Log._receive(integration_sudo, provider, body, headers, remote_addr, state="rejected", error=error)
-            _logger.warning("WhatsApp webhook rejected (404) from %s: %s", remote_addr, error)
+        if not endpoint or endpoint.provider != provider:
+            error = "Unknown webhook token." if not endpoint else f"Token of a {endpoint.provider} integration."
+            store(body, "rejected", error=error)
+            _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
             return self._answer(404, "unknown webhook")
-        log = Log._receive(integration_sudo, provider, body, headers, remote_addr)
-        _logger.info("WhatsApp webhook received: log %s, integration %s", log.id, integration_sudo.id)
         try:
-            adapter = integration_sudo._get_provider()
-        except UserError as e:  # no or malformed encryption key: the provider retries later
-            log.write({"state": "failed", "error": str(e)})
+            adapter = request.env["vm.whatsapp.integration"].sudo()._webhook_adapter(endpoint)
+        except UserError as e:  # no or wrong encryption key: the provider retries later
+            log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        signature = log._verify(adapter, body, headers)
+        signature = adapter.verify_webhook(body, headers)
         if signature != SIGNATURE_VALID:
+            log = store(body, "rejected", signature=signature, error=f"Signature {signature}.")
             _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
             return self._answer(401, "invalid signature")
         try:
-            log._process(adapter, body, headers, signature=signature)
+            events = adapter.parse_webhook(body, headers)
         except WebhookPayloadError as e:
+            log = store(body, "rejected", signature=signature, error=str(e))
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
+        store(body, "received", signature=signature, event_type=Log._event_type(events))
         return self._answer(200, "ok")
 
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
         """Meta's verification request: echo hub.challenge when hub.verify_token is ours."""
-        integration_sudo = self._find_integration(token)
-        if not integration_sudo or integration_sudo.provider != provider:
+        endpoint = request.env["vm.whatsapp.integration"].sudo()._webhook_endpoint(token)
+        if not endpoint or endpoint.provider != provider:
             return self._answer(404, "unknown webhook")
+        integration_sudo = request.env["vm.whatsapp.integration"].sudo().browse(endpoint.id)
         challenge = integration_sudo._get_provider_class()().handshake(params, integration_sudo.webhook_token)
         if challenge is None:
             _logger.warning("WhatsApp webhook handshake refused for integration %s", integration_sudo.id)
@@ -84,10 +79,6 @@ class WhatsAppWebhookController(http.Controller):
         return request.make_response(challenge, headers=[("Content-Type", "text/plain")])
 
     # ------------------------------------------------------------------ helpers
-
-    def _find_integration(self, token):
-        Integration = request.env["vm.whatsapp.integration"].sudo()
-        return Integration.browse(Integration._id_for_webhook_token(token) if token else None)
 
     def _read_body(self, limit):
         """The raw body, or None when it is over ``limit`` bytes (announced or actual)."""

@@ -78,16 +78,34 @@ class VmWhatsappConversation(models.Model):
 
     # ------------------------------------------------------------------ ingest
 
+    _INGEST_FIELDS = ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"]
+
     @api.model
     def _get_or_create_for_event(self, integration, event):
         """The conversation of the event's contact on ``integration``, created when new."""
-        conversation = self.search_fetch(
-            [("integration_id", "=", integration.id), ("contact_identity", "=", event.contact_identity)],
-            ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"],
-            limit=1,
+        return self._get_or_create_for_events([(integration, event)])[(integration.id, event.contact_identity)]
+
+    @api.model
+    def _get_or_create_for_events(self, items):
+        """The conversations of the contacts of (integration, event) pairs, created when new (in
+        one search for those that exist): {(integration id, contact identity): conversation}."""
+        identities = {(integration.id, event.contact_identity) for integration, event in items}
+        found = self.search_fetch(
+            [
+                ("integration_id", "in", list({integration_id for integration_id, _identity in identities})),
+                ("contact_identity", "in", list({identity for _integration_id, identity in identities})),
+            ],
+            ["integration_id", "contact_identity", *self._INGEST_FIELDS],
         )
-        if conversation:
-            return conversation
+        conversations = {(c.integration_id.id, c.contact_identity): c for c in found}
+        for integration, event in items:
+            key = (integration.id, event.contact_identity)
+            if key not in conversations:
+                conversations[key] = self._create_for_event(integration, event)
+        return conversations
+
+    @api.model
+    def _create_for_event(self, integration, event):
         region = integration.company_id.country_id.code
         vals = {
             "integration_id": integration.id,

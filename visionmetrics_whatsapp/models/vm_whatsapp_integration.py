@@ -1,5 +1,6 @@
 import logging
 import secrets
+from collections import namedtuple
 
 import requests
 
@@ -10,6 +11,8 @@ from ..providers import WhatsAppProviderError, get_provider_class
 from ..tools import crypto
 
 _logger = logging.getLogger(__name__)
+
+WebhookEndpoint = namedtuple("WebhookEndpoint", "id company_id provider external_id secret_envelope")
 
 SANDBOX_TEST_SENDER = "+5511999990001"
 TEST_MESSAGE_TIMEOUT = 10  # seconds for "Send test message" to reach our own webhook
@@ -32,8 +35,10 @@ class VmWhatsappIntegration(models.Model):
     # Write-only secrets: the clear value is never stored; `<field>_encrypted` holds the
     # AES-256-GCM envelope bound to (model, field, record, company).
     _SECRET_FIELDS = ("api_key", "webhook_secret")
-    # fields that decide which integration a webhook token names (see _id_for_webhook_token)
-    _WEBHOOK_LOOKUP_FIELDS = frozenset({"webhook_token", "active", "provider", "company_id"})
+    # fields that _webhook_endpoint caches for the webhook route: writing one clears the cache
+    _WEBHOOK_ENDPOINT_FIELDS = frozenset(
+        {"webhook_token", "active", "provider", "company_id", "external_id", "webhook_secret_encrypted"}
+    )
 
     name = fields.Char(required=True, default=lambda self: self.env._("WhatsApp"))
     active = fields.Boolean(default=True)
@@ -175,12 +180,12 @@ class VmWhatsappIntegration(models.Model):
                 # No encryption key yet: the secret is generated when the integration connects,
                 # where the missing key is reported to the user.
                 _logger.info("Integration %s created without a webhook secret (no encryption key)", integration.id)
-        self.env.registry.clear_cache()  # _id_for_webhook_token
+        self.env.registry.clear_cache()  # _webhook_endpoint
         return integrations
 
     def write(self, vals):
-        if self._WEBHOOK_LOOKUP_FIELDS.intersection(vals):
-            self.env.registry.clear_cache()  # _id_for_webhook_token
+        if self._WEBHOOK_ENDPOINT_FIELDS.intersection(vals):
+            self.env.registry.clear_cache()  # _webhook_endpoint
         if "company_id" not in vals:
             return super().write(vals)
         # The company is part of each ciphertext's associated data: re-encrypt across the move.
@@ -193,15 +198,47 @@ class VmWhatsappIntegration(models.Model):
         return result
 
     def unlink(self):
-        self.env.registry.clear_cache()  # _id_for_webhook_token
+        self.env.registry.clear_cache()  # _webhook_endpoint
         return super().unlink()
 
     @api.model
     @tools.ormcache("token")
-    def _id_for_webhook_token(self, token):
-        """The id of the active integration whose webhook token is ``token``, or None. Cached: every
-        webhook asks, and integrations rarely change (writes to the fields it depends on clear it)."""
-        return self.sudo().search([("webhook_token", "=", token)], limit=1).id or None
+    def _webhook_endpoint(self, token):
+        """What the webhook route needs to know of the active integration whose webhook token is
+        ``token`` (None when there is none): a WebhookEndpoint with its webhook secret still
+        encrypted. Cached: every webhook asks, and integrations rarely change (writing a field
+        it holds clears the cache, in every worker)."""
+        integration = self.sudo().search([("webhook_token", "=", token)], limit=1) if token else None
+        if not integration:
+            return None
+        return WebhookEndpoint(
+            integration.id,
+            integration.company_id.id,
+            integration.provider,
+            integration.external_id or None,
+            integration.webhook_secret_encrypted or None,
+        )
+
+    @api.model
+    def _webhook_adapter(self, endpoint):
+        """The provider adapter that authenticates and parses an endpoint's webhooks. Raises
+        UserError when the webhook secret cannot be decrypted (no or wrong encryption key)."""
+        secret = None
+        if endpoint.secret_envelope:
+            aad = crypto.associated_data(self._name, "webhook_secret", endpoint.id, endpoint.company_id)
+            try:
+                secret = self._get_keyring().decrypt(endpoint.secret_envelope, aad)
+            except crypto.DecryptionError as e:
+                error = self.env._(
+                    "Cannot read the webhook secret of integration %(id)s: %(error)s", id=endpoint.id, error=e
+                )
+                raise UserError(error) from None
+        return get_provider_class(endpoint.provider)(external_id=endpoint.external_id, webhook_secret=secret)
+
+    def _get_parser(self):
+        """An adapter that parses this integration's webhooks (no secret: parsing needs none)."""
+        self.ensure_one()
+        return self._get_provider_class()(external_id=self.external_id)
 
     # ------------------------------------------------------------------ secrets
 

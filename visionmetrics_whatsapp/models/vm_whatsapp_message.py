@@ -99,9 +99,7 @@ class VmWhatsappMessage(models.Model):
     _STATUS_RANK = {"received": 0, "pending": 0, "sent": 1, "delivered": 2, "failed": 2, "read": 3}
 
     @api.model
-    def _create_from_event(self, conversation, event, log):
-        """Store an event's message; returns an empty recordset when it is already stored (a
-        concurrent redelivery), relying on the unique (integration, external id)."""
+    def _prepare_vals_from_event(self, conversation, event, log):
         vals = {
             "conversation_id": conversation.id,
             "external_id": event.message_id,
@@ -115,9 +113,15 @@ class VmWhatsappMessage(models.Model):
         }
         if event.media:
             vals.update(media_ref=json.dumps(event.media), media_state="pending")
+        return vals
+
+    @api.model
+    def _create_from_event(self, conversation, event, log):
+        """Store an event's message; returns an empty recordset when it is already stored (a
+        concurrent redelivery), relying on the unique (integration, external id)."""
         try:
             with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                message = self.create(vals)
+                message = self.create(self._prepare_vals_from_event(conversation, event, log))
         except UniqueViolation:
             return self.browse()
         if event.media:

@@ -1,14 +1,17 @@
 import json
 import logging
+from collections import defaultdict
 from datetime import timedelta
 
 import psycopg2
 
-from odoo import api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import mute_logger, sql
+from odoo.modules.registry import Registry
+from odoo.tools import SQL, mute_logger, sql
 
 from ..providers import SIGNATURE_VALID, WebhookPayloadError
+from ..tools.coalesce import Coalescer
 from .vm_whatsapp_conversation import ConcurrentConversationError
 from .vm_whatsapp_integration import PROVIDER_SELECTION
 
@@ -20,6 +23,22 @@ SECRET_HEADERS = frozenset(
 )
 DEFAULT_RETENTION_DAYS = 30
 MAX_ATTEMPTS = 8
+BATCH_SIZE = 100  # requests per transaction of the inbox cron
+INBOX_CRON = "visionmetrics_whatsapp.ir_cron_process_webhook_logs"
+
+
+def _trigger_inbox_cron(dbname):
+    """Make the inbox cron due and wake the cron workers (ir.cron._trigger, in its own cursor)."""
+    with Registry(dbname).cursor() as cr:
+        cron = api.Environment(cr, SUPERUSER_ID, {}).ref(INBOX_CRON, raise_if_not_found=False)
+        if cron:
+            cron._trigger()
+
+
+# Run after the commit of the webhooks that stored requests: one trigger (an INSERT, a NOTIFY on
+# a second connection) for all the requests of a quarter second in this process, rather than one
+# per request, which cost as much as storing the request; and the inbox cron gets batches.
+_wake_inbox_cron = Coalescer(_trigger_inbox_cron, delay=0.25)
 
 
 class VmWhatsappWebhookLog(models.Model):
@@ -31,12 +50,10 @@ class VmWhatsappWebhookLog(models.Model):
     # company check on the hot path.
     _check_company_auto = False
 
-    integration_id = fields.Many2one(
-        "vm.whatsapp.integration", index="btree_not_null", ondelete="set null", readonly=True, check_company=True
-    )
-    company_id = fields.Many2one(
-        "res.company", required=True, index=True, readonly=True, default=lambda self: self.env.company
-    )
+    # Indexes are few on purpose: every request inserts a row and the inbox cron updates it.
+    # (integration_id, received_at) is indexed in init(); the company is not selective.
+    integration_id = fields.Many2one("vm.whatsapp.integration", ondelete="set null", readonly=True, check_company=True)
+    company_id = fields.Many2one("res.company", required=True, readonly=True, default=lambda self: self.env.company)
     provider = fields.Selection(PROVIDER_SELECTION, readonly=True)
     event_type = fields.Char(readonly=True)
     received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now, index=True)
@@ -56,7 +73,6 @@ class VmWhatsappWebhookLog(models.Model):
         required=True,
         default="received",
         readonly=True,
-        index=True,
     )
     error = fields.Text(readonly=True)
     processed_at = fields.Datetime(readonly=True)
@@ -70,6 +86,14 @@ class VmWhatsappWebhookLog(models.Model):
             "vm_whatsapp_webhook_log_integration_received_idx",
             self._table,
             ["integration_id", "received_at DESC"],
+        )
+        # The inbox cron and the retry cron look for the few requests still to process.
+        sql.create_index(
+            self.env.cr,
+            "vm_whatsapp_webhook_log_todo_idx",
+            self._table,
+            ["state", "id"],
+            where="state IN ('received', 'failed')",
         )
 
     # ------------------------------------------------------------------ receiving
@@ -87,61 +111,191 @@ class VmWhatsappWebhookLog(models.Model):
         return body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
     @api.model
-    def _receive(self, integration, provider, body, headers, remote_addr, state="received", error=None):
-        """Store a webhook request before anything else is done with it."""
-        return self.create(
-            {
-                "received_at": fields.Datetime.now(),
-                "attempt_count": 0,
-                "integration_id": integration.id,
-                # a request with an unknown token belongs to no company: file it under the first one
-                "company_id": integration.company_id.id or self.env["res.company"].search([], order="id", limit=1).id,
-                "provider": provider if provider in dict(PROVIDER_SELECTION) else False,
-                "remote_addr": remote_addr,
-                "headers": self._redact_headers(headers),
-                "payload": self._decode_body(body),
-                "state": state,
-                "error": error,
-            }
+    def _receive(self, endpoint, provider, body, headers, remote_addr, state="received", **vals):
+        """Store a webhook request as it came: the only write of the webhook route. ``endpoint``
+        is the integration's WebhookEndpoint, or None for an unknown token. A request stored
+        ``received`` waits for the inbox cron, woken up shortly after the commit.
+
+        One INSERT rather than the ORM's create, whose defaults, precompute, cache and query for
+        the time cost as much as the rest of the request on this hot path. Only plain columns
+        of this model are written (none computed or related)."""
+        if endpoint:
+            company_id = endpoint.company_id
+        else:  # a request with an unknown token belongs to no company: file it under the first one
+            company_id = self.env["res.company"].sudo().search([], order="id", limit=1).id
+        row = {
+            "integration_id": endpoint.id if endpoint else None,
+            "company_id": company_id,
+            "provider": provider if provider in dict(PROVIDER_SELECTION) else None,
+            "remote_addr": remote_addr,
+            "headers": self._redact_headers(headers),
+            "payload": self._decode_body(body),
+            "state": state,
+            "signature": vals.pop("signature", None),
+            "event_type": vals.pop("event_type", None),
+            "error": vals.pop("error", None),
+            "attempt_count": 0,
+        }
+        if vals:
+            raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
+        now = SQL("(now() AT TIME ZONE 'UTC')")
+        self.env.cr.execute(
+            SQL(
+                "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) RETURNING id",
+                SQL.identifier(self._table),
+                SQL(", ").join(SQL.identifier(column) for column in row),
+                SQL(", ").join(row.values()),
+                now,
+                now,
+                now,
+            )
         )
+        if state == "received":
+            dbname = self.env.cr.dbname
+            self.env.cr.postcommit.add(lambda: _wake_inbox_cron(dbname))
+        return self.browse(self.env.cr.fetchone()[0])
 
     def _body(self):
         return (self.payload or "").encode("utf-8")
 
+    def _headers(self):
+        return json.loads(self.headers or "{}")
+
     # ------------------------------------------------------------------ processing
 
-    def _verify(self, provider, body, headers):
-        """The signature check of the request: valid, invalid or missing. A request that is not
-        valid is marked rejected."""
-        self.ensure_one()
-        signature = provider.verify_webhook(body, headers)
-        if signature != SIGNATURE_VALID:
-            self.write({"signature": signature, "state": "rejected", "error": f"Signature {signature}."})
-        return signature
+    @api.model
+    def _cron_process_received(self, batch_size=BATCH_SIZE):
+        """The inbox cron: process the oldest received requests, one batch per transaction. Odoo
+        runs it again at once while requests remain (the cron progress API)."""
+        logs = self.search([("state", "=", "received")], order="id", limit=batch_size)
+        logs._process_received()
+        remaining = self.search_count([("state", "=", "received")], limit=100000)
+        self.env["ir.cron"]._notify_progress(done=len(logs), remaining=remaining)
 
-    def _process(self, provider, body, headers=None, signature=None):
-        """Parse and apply the events of an authenticated request, then record the outcome in one
-        write. Raises WebhookPayloadError for a malformed body (state rejected)."""
-        self.ensure_one()
-        outcome = {"attempt_count": self.attempt_count + 1, "processed_at": fields.Datetime.now()}
-        if signature:
-            outcome["signature"] = signature
-        try:
-            events = provider.parse_webhook(body, headers or {})
-        except WebhookPayloadError as e:
-            self.write({**outcome, "state": "rejected", "error": str(e)})
-            raise
-        outcome["event_type"] = ",".join(sorted({event.kind for event in events}))[:64] or "empty"
+    def _process_received(self):
+        """Process requests together (see _process_batch); when anything in the batch fails, undo
+        it and process them one by one, so that one bad request never holds up the others."""
         try:
             with self.env.cr.savepoint():
-                results = [self._process_event(event) for event in events]
+                self._process_batch()
+        except psycopg2.OperationalError:
+            raise  # serialization failure, lock: the cron runs the batch again
+        except Exception:  # noqa: BLE001 - isolated below, request by request
+            _logger.info("WhatsApp webhook batch %s failed; processing its requests one by one", self.ids,
+                         exc_info=True)  # fmt: skip
+            for log in self:
+                log._process()
+
+    def _process_batch(self):
+        """Apply the events of several requests with as few queries as possible: one search for
+        the conversations, one for the messages already stored, one INSERT for the new messages.
+        The outcome of each request is recorded as _process would record it."""
+        outcomes = {log: [] for log in self}
+        messages = []  # (log, event) of the message events to store, in arrival order
+        others = []
+        for log in self:
+            if not log.integration_id:
+                outcomes[log] = None
+                continue
+            try:
+                events = log.integration_id._get_parser().parse_webhook(log._body(), log._headers())
+            except WebhookPayloadError as e:
+                outcomes[log] = ("rejected", str(e), "")
+                continue
+            event_type = self._event_type(events)
+            if log.event_type != event_type:
+                log.event_type = event_type
+            for event in events:
+                skipped = log._skip_event(event)
+                if skipped:
+                    outcomes[log].append(skipped)
+                elif event.kind == "message":
+                    messages.append((log, event))
+                else:
+                    others.append((log, event))
+        for (log, _event), result in zip(messages, self._store_messages(messages), strict=True):
+            outcomes[log].append(result)
+        for log, event in others:
+            outcomes[log].append(log._process_event(event))
+        now = fields.Datetime.now()
+        groups = defaultdict(lambda: self.browse())
+        for log, results in outcomes.items():
+            if results is None:
+                state, error = "failed", self.env._("The integration of this request was deleted.")
+            elif isinstance(results, tuple):
+                state, error = results[0], results[1]
+            else:
+                state = self._state_from_outcomes(results)
+                error = "\n".join(note for _state, note in results if note) or False
+            groups[(state, error, log.attempt_count + 1)] |= log
+        for (state, error, attempts), logs in groups.items():
+            logs.write({"state": state, "error": error, "attempt_count": attempts, "processed_at": now})
+
+    @api.model
+    def _store_messages(self, items):
+        """Store the messages of (log, event) pairs; one (state, note) per pair."""
+        Conversation = self.env["vm.whatsapp.conversation"]
+        Message = self.env["vm.whatsapp.message"]
+        if not items:
+            return []
+        conversations = Conversation._get_or_create_for_events([(log.integration_id, event) for log, event in items])
+        stored = Message.search_fetch(
+            [
+                ("integration_id", "in", list({log.integration_id.id for log, _event in items})),
+                ("external_id", "in", list({event.message_id for _log, event in items})),
+            ],
+            ["integration_id", "external_id"],
+        )
+        seen = {(message.integration_id.id, message.external_id) for message in stored}
+        results, vals_list, created_for = [], [], []
+        for log, event in items:
+            key = (log.integration_id.id, event.message_id)
+            if key in seen:
+                results.append(("duplicate", False))
+                continue
+            seen.add(key)
+            conversation = conversations[(log.integration_id.id, event.contact_identity)]
+            vals_list.append(Message._prepare_vals_from_event(conversation, event, log))
+            created_for.append((len(results), conversation, event))
+            results.append(("processed", False))
+        # a message stored meanwhile by a concurrent request fails this INSERT: the whole batch
+        # is then processed again request by request, where it is counted as a duplicate
+        new_messages = Message.create(vals_list)
+        for message, (_index, conversation, event) in zip(new_messages, created_for, strict=True):
+            conversation._register_message(message, event)
+        if any(message.media_state == "pending" for message in new_messages):
+            self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()
+        return results
+
+    @api.model
+    def _event_type(self, events):
+        return ",".join(sorted({event.kind for event in events}))[:64] or "empty"
+
+    def _process(self):
+        """Parse and apply the events of one authenticated request, then record the outcome in
+        one write (the path of a single request: Reprocess, retries, a failed batch)."""
+        self.ensure_one()
+        outcome = {"attempt_count": self.attempt_count + 1, "processed_at": fields.Datetime.now()}
+        if not self.integration_id:
+            error = self.env._("The integration of this request was deleted.")
+            self.write({**outcome, "state": "failed", "error": error})
+            return
+        try:
+            events = self.integration_id._get_parser().parse_webhook(self._body(), self._headers())
+        except WebhookPayloadError as e:
+            self.write({**outcome, "state": "rejected", "error": str(e)})
+            return
+        outcome["event_type"] = self._event_type(events)
+        try:
+            with self.env.cr.savepoint():
+                results = [self._skip_event(event) or self._process_event(event) for event in events]
         except ConcurrentConversationError:
             error = self.env._("A concurrent request created this contact's conversation; processed again shortly.")
             self.write({**outcome, "state": "failed", "error": error})
             self.env.ref("visionmetrics_whatsapp.ir_cron_retry_webhook_logs")._trigger()
             return
         except psycopg2.OperationalError:
-            raise  # serialization failure, lock: the whole request is retried by Odoo
+            raise  # serialization failure, lock: the whole transaction is retried
         except Exception as e:  # noqa: BLE001 - any bug in processing: keep the request, retry later
             _logger.exception("WhatsApp webhook log %s failed", self.id)
             self.write({**outcome, "state": "failed", "error": f"{type(e).__name__}: {e}"})
@@ -157,23 +311,27 @@ class VmWhatsappWebhookLog(models.Model):
         "qr": "_process_qr",
     }
 
-    def _process_event(self, event):
+    def _skip_event(self, event):
+        """(state, note) for an event that is not applied: one naming another session than the
+        integration's, a kind with no handler, a group message. None for an event to apply."""
         integration = self.integration_id
         if event.session and integration.external_id and event.session != integration.external_id:
             if event.session not in integration.session_ids.mapped("external_id"):
                 return "ignored", self.env._(
                     "Event for session %(session)s, not this integration's.", session=event.session
                 )
-        handler = self._EVENT_HANDLERS.get(event.kind)
-        if not handler:
+        if event.kind not in self._EVENT_HANDLERS:
             return "ignored", self.env._(
                 "Event %(type)s is not handled.", type=getattr(event, "event_type", event.kind)
             )
-        return getattr(self, handler)(event)
+        if event.kind == "message" and event.is_group:
+            return "ignored", self.env._("Group message %(id)s: groups are not conversations.", id=event.message_id)
+        return None
+
+    def _process_event(self, event):
+        return getattr(self, self._EVENT_HANDLERS[event.kind])(event)
 
     def _process_message(self, event):
-        if event.is_group:
-            return "ignored", self.env._("Group message %(id)s: groups are not conversations.", id=event.message_id)
         conversation = self.env["vm.whatsapp.conversation"]._get_or_create_for_event(self.integration_id, event)
         message = self.env["vm.whatsapp.message"]._create_from_event(conversation, event, self)
         if not message:
@@ -236,11 +394,7 @@ class VmWhatsappWebhookLog(models.Model):
                 )
             )
         for log in self:
-            provider = log.integration_id._get_provider()
-            try:
-                log._process(provider, log._body(), json.loads(log.headers or "{}"))
-            except WebhookPayloadError:
-                continue  # state rejected with the parser's message
+            log._process()
         return True
 
     # ------------------------------------------------------------------ scheduled

@@ -61,9 +61,17 @@ class WhatsAppCase(TransactionCase):
 class WhatsAppHttpCase(HttpCase, WhatsAppCase):
     """Webhooks posted over HTTP to the test server, signed like the providers sign them."""
 
-    def _post(self, integration, body, headers=None, provider=None, token=None):
+    def _post(self, integration, body, headers=None, provider=None, token=None, process=True):
+        """POST a webhook; then, unless ``process`` is false, run the inbox cron as the cron
+        worker would right after (the test server never commits, so it is not woken up)."""
         url = f"/vm_whatsapp/webhook/{provider or integration.provider}/{token or integration.webhook_token}"
-        return self.url_open(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = self.url_open(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+        if process:
+            self._process_inbox()
+        return response
+
+    def _process_inbox(self):
+        self.env["vm.whatsapp.webhook.log"]._cron_process_received()
 
     def _post_signed(self, integration, body, **kwargs):
         secret = integration._get_secret("webhook_secret")
