@@ -35,30 +35,31 @@ import odoo_env  # noqa: E402
 from e2e.server import OdooServer, Rpc  # noqa: E402
 
 DB = "vm_whatsapp_bench"
+MAX_RATE = 3000  # requests/s prepared for each load phase (more than the server can take)
 
 
-def run_load(url_for, body_for, seconds, concurrency, headers_for=None, total=None):
-    """Send requests from ``concurrency`` threads for ``seconds`` (or until ``total`` requests);
-    returns (requests/s, latencies, non-2xx statuses)."""
+def run_load(requests, seconds, concurrency):
+    """Send ``requests`` (a list of (url, body or None for a GET, headers)) from ``concurrency``
+    threads, until ``seconds`` have passed or the list is done; returns (requests/s, latencies,
+    non-2xx statuses). The requests are built and signed beforehand: the load generator shares
+    the 2 cores with Odoo and PostgreSQL, so it must cost as little CPU per request as possible
+    (which is also why it uses http.client rather than requests)."""
     latencies, errors, lock = [], [], threading.Lock()
     deadline = time.monotonic() + seconds
-    counter = iter(range(10**9))
+    counter = iter(range(len(requests)))
 
     def worker():
-        # http.client rather than requests: the load generator shares the 2 cores with Odoo and
-        # PostgreSQL, so it must cost as little CPU per request as possible.
         while time.monotonic() < deadline:
-            i = next(counter)
-            if total is not None and i >= total:
+            i = next(counter, None)
+            if i is None:
                 break
-            body = body_for(i) if body_for else None
-            url = urlsplit(url_for(i))
+            url, body, headers = requests[i]
             start = time.perf_counter()
             connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
             if body is None:
                 connection.request("GET", url.path)
             else:
-                connection.request("POST", url.path, body=body, headers=headers_for(body))
+                connection.request("POST", url.path, body=body, headers=headers)
             status = connection.getresponse().status
             connection.close()
             elapsed = time.perf_counter() - start
@@ -127,32 +128,32 @@ def bench(server, args):
         {"name": "Benchmark", "provider": "sandbox", "webhook_secret": secret, "external_id": session},
     )
     token = rpc("vm.whatsapp.integration", "read", [integration], ["webhook_token"])[0]["webhook_token"]
-    webhook_url = f"{server.url}/vm_whatsapp/webhook/sandbox/{token}"
+    webhook_url = urlsplit(f"{server.url}/vm_whatsapp/webhook/sandbox/{token}")
+    health_url = urlsplit(f"{server.url}/web/health")
     run_id = secrets.token_hex(4)
     contacts = [f"5511{900000000 + i}" for i in range(args.contacts)]
 
-    def body(message_id, sender):
+    def signed(message_id, sender):
         message = {"id": message_id, "from": sender, "name": "Bench", "text": "Quero saber o preço", "type": "text",
                    "timestamp": int(time.time())}  # fmt: skip
-        return json.dumps({"event": "message", "session": session, "message": message}).encode()
-
-    def headers(raw):
+        raw = json.dumps({"event": "message", "session": session, "message": message}).encode()
         signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-        return {"Content-Type": "application/json", "X-VM-Signature": f"sha256={signature}"}
+        return webhook_url, raw, {"Content-Type": "application/json", "X-VM-Signature": f"sha256={signature}"}
 
     print(f"Odoo at {server.url}, 2 workers; concurrency {args.concurrency}; {len(contacts)} contacts", flush=True)
     # Warm-up: each contact's first message creates its conversation and lead.
-    warm = [body(f"{run_id}-warm-{i}", sender) for i, sender in enumerate(contacts)]
-    run_load(lambda i: webhook_url, lambda i: warm[i], 600, args.concurrency, headers, total=len(warm))
+    run_load([signed(f"{run_id}-warm-{i}", sender) for i, sender in enumerate(contacts)], 600, args.concurrency)
     wait_for_inbox(server.dbname)
 
-    health, hooks, sent = Totals(), Totals(), iter(range(10**9))
+    health, hooks, sent = Totals(), Totals(), 0
+    round_seconds = args.seconds / args.rounds
     for _round in range(args.rounds):
-        health.add(*run_load(lambda i: f"{server.url}/web/health", None, args.seconds / 2 / args.rounds,
+        health.add(*run_load([(health_url, None, None)] * int(MAX_RATE * round_seconds / 2), round_seconds / 2,
                              args.concurrency))  # fmt: skip
-        hooks.add(*run_load(lambda i: webhook_url,
-                            lambda i: body(f"{run_id}-load-{next(sent)}", contacts[i % len(contacts)]),
-                            args.seconds / args.rounds, args.concurrency, headers))  # fmt: skip
+        load = [signed(f"{run_id}-load-{sent + i}", contacts[i % len(contacts)])
+                for i in range(int(MAX_RATE * round_seconds))]  # fmt: skip
+        hooks.add(*run_load(load, round_seconds, args.concurrency))
+        sent += len(load)
     waiting, drained = wait_for_inbox(server.dbname)
     print()
     describe("GET /web/health", health.rps, health.latencies, health.errors)
@@ -165,10 +166,8 @@ def bench(server, args):
 
     # Redelivery: every id delivered 3 times at once.
     ids = [f"{run_id}-redeliver-{i}" for i in range(args.ids)]
-    bodies = [body(mid, contacts[i % len(contacts)]) for i, mid in enumerate(ids)]
-    work = [b for b in bodies for _ in range(3)]
-    rps, latencies, errors = run_load(lambda i: webhook_url, lambda i: work[i], 3600, args.concurrency, headers,
-                                      total=len(work))  # fmt: skip
+    requests = [signed(mid, contacts[i % len(contacts)]) for i, mid in enumerate(ids)]
+    rps, latencies, errors = run_load([r for r in requests for _ in range(3)], 3600, args.concurrency)
     wait_for_inbox(server.dbname)
     stored = rpc("vm.whatsapp.message", "read_group", [("external_id", "like", f"{run_id}-redeliver-")],
                  ["external_id"], ["external_id"], lazy=False)  # fmt: skip

@@ -95,7 +95,7 @@ class VmWhatsappConversation(models.Model):
                 ("integration_id", "in", list({integration_id for integration_id, _identity in identities})),
                 ("contact_identity", "in", list({identity for _integration_id, identity in identities})),
             ],
-            ["integration_id", "contact_identity", *self._INGEST_FIELDS],
+            ["integration_id", "company_id", "contact_identity", *self._INGEST_FIELDS],
         )
         conversations = {(c.integration_id.id, c.contact_identity): c for c in found}
         for integration, event in items:

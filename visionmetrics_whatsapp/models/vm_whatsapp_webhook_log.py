@@ -44,19 +44,20 @@ _wake_inbox_cron = Coalescer(_trigger_inbox_cron, delay=0.25)
 class VmWhatsappWebhookLog(models.Model):
     _name = "vm.whatsapp.webhook.log"
     _description = "WhatsApp Webhook Log"
-    _order = "received_at desc, id desc"
+    _order = "id desc"  # the order of arrival
     _rec_name = "event_type"
     # Logs are only created by the webhook with the integration's company: no per-create
     # company check on the hot path.
     _check_company_auto = False
 
     # Indexes are few on purpose: every request inserts a row and the inbox cron updates it.
-    # (integration_id, received_at) is indexed in init(); the company is not selective.
+    # (integration_id, received_at) is indexed in init(); the company is not selective; the
+    # retention autovacuum reads the table once a day.
     integration_id = fields.Many2one("vm.whatsapp.integration", ondelete="set null", readonly=True, check_company=True)
     company_id = fields.Many2one("res.company", required=True, readonly=True, default=lambda self: self.env.company)
     provider = fields.Selection(PROVIDER_SELECTION, readonly=True)
     event_type = fields.Char(readonly=True)
-    received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now, index=True)
+    received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
     remote_addr = fields.Char("Remote Address", readonly=True)
     headers = fields.Text(readonly=True, help="JSON; secrets redacted.")
     payload = fields.Text(readonly=True, help="Raw body as received.")

@@ -267,3 +267,91 @@ class TestWebhookIngest(WhatsAppHttpCase):
         self._post_signed(self.sandbox, body)
         self.assertEqual(self._last_log().state, "duplicate")
         self.assertEqual(self.env["vm.whatsapp.message"].search_count([("external_id", "=", "sbx-old")]), 1)
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookInbox(WhatsAppHttpCase):
+    """The route only stores a request; the inbox cron applies it, in batches."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = cls._create_integration("sandbox", external_id="sbx-inbox")
+        cls.Log = cls.env["vm.whatsapp.webhook.log"]
+
+    def _store(self, sender, text, message_id, **kwargs):
+        body = self._sandbox_message(self.sandbox, sender, text, message_id=message_id, **kwargs)
+        self.assertEqual(self._post_signed(self.sandbox, body, process=False).status_code, 200)
+        return self._last_log()
+
+    def _messages(self, *external_ids):
+        return self.env["vm.whatsapp.message"].search([("external_id", "in", external_ids)])
+
+    def test_request_waits_in_the_inbox_until_the_cron_runs(self):
+        log = self._store("5511911110000", "oi", "inbox-1")
+        self.assertEqual((log.state, log.signature, log.event_type), ("received", "valid", "message"))
+        self.assertFalse(self._messages("inbox-1"))
+        self.Log._cron_process_received()
+        self.assertEqual((log.state, log.attempt_count), ("processed", 1))
+        self.assertEqual(self._messages("inbox-1").webhook_log_id, log)
+
+    def test_one_batch_applies_its_requests_in_order(self):
+        provider = self.sandbox._get_provider()
+        payload = provider.build_message_payload("sbx-inbox", "5511911112222", "ok", message_id="inbox-out")
+        outbound = json.loads(payload)
+        outbound["message"]["from_me"] = True
+        logs = self.Log
+        logs |= self._store("5511911112222", "primeira", "inbox-a")
+        logs |= self._store("5511911112222", "primeira", "inbox-a")  # redelivered
+        logs |= self._store("5511911112222", "segunda", "inbox-b")
+        body = payloads.dump(outbound)
+        self._post_signed(self.sandbox, body, process=False)
+        status = provider.build_status_payload("sbx-inbox", "inbox-out", "delivered")
+        self._post_signed(self.sandbox, status, process=False)
+        logs |= self.Log.search([("state", "=", "received")], order="id desc", limit=2).sorted("id")
+        self.Log._cron_process_received()
+        self.assertEqual(logs.mapped("state"), ["processed", "duplicate", "processed", "processed", "processed"])
+        conversations = self.env["vm.whatsapp.conversation"].search([("integration_id", "=", self.sandbox.id)])
+        self.assertEqual(len(conversations), 1, "two new messages of one contact in a batch: one conversation")
+        self.assertEqual(len(conversations.lead_id), 1)
+        self.assertEqual(len(self._messages("inbox-a", "inbox-b", "inbox-out")), 3)
+        self.assertEqual(self._messages("inbox-out").status, "delivered", "the status follows its message")
+
+    def test_one_bad_request_does_not_hold_up_its_batch(self):
+        good = self._store("5511911113333", "oi", "inbox-good")
+        bad = self._store("5511911114444", "oi", "inbox-bad")
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        register = Conversation._register_message
+
+        def fail_for_bad(conversation, message, event):
+            if message.external_id == "inbox-bad":
+                raise ValueError("poison")
+            return register(conversation, message, event)
+
+        with (
+            patch.object(Conversation, "_register_message", fail_for_bad),
+            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+        ):
+            self.Log._cron_process_received()
+        self.assertEqual((good.state, bad.state), ("processed", "failed"))
+        self.assertIn("poison", bad.error)
+        self.assertEqual(len(self._messages("inbox-good", "inbox-bad")), 1)
+
+    def test_the_cron_reports_what_remains(self):
+        for i in range(3):
+            self._store("5511911115555", f"msg {i}", f"inbox-p{i}")
+        cron = self.env.ref("visionmetrics_whatsapp.ir_cron_process_webhook_logs")
+        cron, progress = cron._add_progress()
+        self.Log.with_context(cron.env.context)._cron_process_received(batch_size=2)
+        self.assertEqual((progress.done, progress.remaining), (2, 1))
+        self.assertEqual(self.Log.search_count([("state", "=", "received")]), 1)
+
+    def test_a_new_webhook_secret_is_used_at_once(self):
+        old_secret = self.sandbox._get_secret("webhook_secret")
+        body = self._sandbox_message(self.sandbox, "5511911116666", "oi", message_id="inbox-secret")
+        old_headers = payloads.sign("sandbox", old_secret, body)
+        self.assertEqual(self._post(self.sandbox, body, old_headers).status_code, 200)
+        self.sandbox.webhook_secret = "a-new-secret-of-the-administrator"
+        with mute_logger(CONTROLLER_LOGGER):
+            self.assertEqual(self._post(self.sandbox, body, old_headers).status_code, 401)
+        self.assertEqual(self._post_signed(self.sandbox, body).status_code, 200)

@@ -3,7 +3,7 @@ indexes its queries use (Odoo keeps the indexes of fields that are no longer ind
 
 from odoo.tools import sql
 
-OLD_INDEXES = ("integration_id", "company_id", "state")
+OLD_INDEXES = ("integration_id", "company_id", "state", "received_at")
 
 
 def migrate(cr, version):
