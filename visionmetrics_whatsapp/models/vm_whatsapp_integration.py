@@ -404,7 +404,11 @@ class VmWhatsappIntegration(models.Model):
             )
         if response.ok:
             return self._notify_user(
-                self.env._("Test message delivered: the webhook answered HTTP %(status)s.", status=response.status_code)
+                self.env._(
+                    "Test message received: the webhook answered HTTP %(status)s. It appears in the "
+                    "conversations within a few seconds.",
+                    status=response.status_code,
+                )
             )
         return self._notify_user(
             self.env._(
