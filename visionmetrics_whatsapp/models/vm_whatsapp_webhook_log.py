@@ -201,7 +201,7 @@ class VmWhatsappWebhookLog(models.Model):
             try:
                 events = log.integration_id._get_parser().parse_webhook(log._body(), log._headers())
             except WebhookPayloadError as e:
-                outcomes[log] = ("rejected", str(e), "")
+                outcomes[log] = ("rejected", str(e))
                 continue
             event_type = self._event_type(events)
             if log.event_type != event_type:
@@ -224,7 +224,7 @@ class VmWhatsappWebhookLog(models.Model):
             if results is None:
                 state, error = "failed", self.env._("The integration of this request was deleted.")
             elif isinstance(results, tuple):
-                state, error = results[0], results[1]
+                state, error = results
             else:
                 state = self._state_from_outcomes(results)
                 error = "\n".join(note for _state, note in results if note) or False
@@ -257,12 +257,14 @@ class VmWhatsappWebhookLog(models.Model):
             seen.add(key)
             conversation = conversations[(log.integration_id.id, event.contact_identity)]
             vals_list.append(Message._prepare_vals_from_event(conversation, event, log))
-            created_for.append((len(results), conversation, event))
+            created_for.append((conversation, event))
             results.append(("processed", False))
-        # a message stored meanwhile by a concurrent request fails this INSERT: the whole batch
-        # is then processed again request by request, where it is counted as a duplicate
-        new_messages = Message.create(vals_list)
-        for message, (_index, conversation, event) in zip(new_messages, created_for, strict=True):
+        # A message stored meanwhile by a concurrent request (Reprocess) fails this INSERT: the
+        # whole batch is then processed again request by request, where it counts as a duplicate
+        # (and where an error that is not a duplicate is logged).
+        with mute_logger("odoo.sql_db"):
+            new_messages = Message.create(vals_list)
+        for message, (conversation, event) in zip(new_messages, created_for, strict=True):
             conversation._register_message(message, event)
         if any(message.media_state == "pending" for message in new_messages):
             self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()

@@ -337,6 +337,19 @@ class TestWebhookInbox(WhatsAppHttpCase):
         self.assertIn("poison", bad.error)
         self.assertEqual(len(self._messages("inbox-good", "inbox-bad")), 1)
 
+    def test_a_message_stored_concurrently_makes_the_batch_fall_back(self):
+        first = self._store("5511911117777", "oi", "inbox-race")
+        self.Log._cron_process_received()
+        again = self._store("5511911117777", "oi", "inbox-race")
+        other = self._store("5511911117777", "tudo bem?", "inbox-race-2")
+        Message = type(self.env["vm.whatsapp.message"])
+        # The batch does not see the stored message (as when a concurrent transaction stored it
+        # after the batch's snapshot): its INSERT fails on the unique key.
+        with patch.object(Message, "search_fetch", lambda self, *args, **kwargs: self.browse()):
+            self.Log._cron_process_received()
+        self.assertEqual((first.state, again.state, other.state), ("processed", "duplicate", "processed"))
+        self.assertEqual(len(self._messages("inbox-race", "inbox-race-2")), 2)
+
     def test_the_cron_reports_what_remains(self):
         for i in range(3):
             self._store("5511911115555", f"msg {i}", f"inbox-p{i}")
