@@ -222,12 +222,11 @@ class VmWhatsappWebhookLog(models.Model):
         groups = defaultdict(lambda: self.browse())
         for log, results in outcomes.items():
             if results is None:
-                state, error = "failed", self.env._("The integration of this request was deleted.")
+                state, error = "failed", self._no_integration_error()
             elif isinstance(results, tuple):
                 state, error = results
             else:
-                state = self._state_from_outcomes(results)
-                error = "\n".join(note for _state, note in results if note) or False
+                state, error = self._state_from_outcomes(results)
             groups[(state, error, log.attempt_count + 1)] |= log
         for (state, error, attempts), logs in groups.items():
             logs.write({"state": state, "error": error, "attempt_count": attempts, "processed_at": now})
@@ -280,8 +279,7 @@ class VmWhatsappWebhookLog(models.Model):
         self.ensure_one()
         outcome = {"attempt_count": self.attempt_count + 1, "processed_at": fields.Datetime.now()}
         if not self.integration_id:
-            error = self.env._("The integration of this request was deleted.")
-            self.write({**outcome, "state": "failed", "error": error})
+            self.write({**outcome, "state": "failed", "error": self._no_integration_error()})
             return
         try:
             events = self.integration_id._get_parser().parse_webhook(self._body(), self._headers())
@@ -303,8 +301,8 @@ class VmWhatsappWebhookLog(models.Model):
             _logger.exception("WhatsApp webhook log %s failed", self.id)
             self.write({**outcome, "state": "failed", "error": f"{type(e).__name__}: {e}"})
             return
-        notes = "\n".join(note for _state, note in results if note)
-        self.write({**outcome, "state": self._state_from_outcomes(results), "error": notes or False})
+        state, error = self._state_from_outcomes(results)
+        self.write({**outcome, "state": state, "error": error})
 
     # event kind -> method; each returns (state, note) with state processed, duplicate or ignored
     _EVENT_HANDLERS = {
@@ -376,11 +374,13 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _state_from_outcomes(self, outcomes):
+        """The (state, error) of a request from the (state, note) of its events."""
         states = {state for state, _note in outcomes}
-        for state in ("processed", "duplicate"):
-            if state in states:
-                return state
-        return "ignored"
+        state = next((state for state in ("processed", "duplicate") if state in states), "ignored")
+        return state, "\n".join(note for _state, note in outcomes if note) or False
+
+    def _no_integration_error(self):
+        return self.env._("The integration of this request was deleted.")
 
     # ------------------------------------------------------------------ actions
 
