@@ -7,7 +7,10 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import requests
+
+from .server import odoo_env
 
 
 def message_body(session, sender, text, message_id, name="Cliente"):
@@ -79,6 +82,41 @@ def test_the_webhook_wakes_the_inbox_cron_for_every_request_of_a_burst(server, r
     assert wait_for(lambda: rpc("vm.whatsapp.message", "search_count", domain) == len(ids), timeout=20)
     # well before the cron's own one-minute schedule
     assert time.monotonic() - started < 20
+
+
+def test_a_backlog_drains_without_waiting_for_the_cron_schedule(server, rpc, sandbox):
+    """Odoo runs a cron with the progress API 10 batches in a row (here 1,000 requests), then its
+    worker sleeps until woken up, or until the next minute: a backlog bigger than that (requests
+    stored while the cron worker was down) must drain at once, not 1,000 a minute."""
+    company_id = rpc("vm.whatsapp.integration", "read", [sandbox["id"]], ["company_id"])[0]["company_id"][0]
+    senders = [f"55119{60000000 + i}" for i in range(20)]
+    domain = [("integration_id", "=", sandbox["id"]), ("external_id", "like", "e2e-backlog-")]
+    # The cron is idle: no wake-up of an earlier request is pending.
+    assert post(server, sandbox, message_body(sandbox["session"], senders[0], "oi", "e2e-backlog-first")).ok
+    assert wait_for(lambda: rpc("vm.whatsapp.message", "search_count", domain) == 1, timeout=20)
+    time.sleep(1)
+
+    ids = [f"e2e-backlog-{sandbox['session']}-{i}" for i in range(3150)]
+    headers = json.dumps({"Content-Type": "application/json"})
+    rows = [(sandbox["id"], company_id, headers, message_body(sandbox["session"], senders[i % 20], "oi", mid).decode())
+            for i, mid in enumerate(ids)]  # fmt: skip
+    # The requests as the webhook route stores them, while no cron worker runs.
+    with psycopg2.connect(dbname=server.dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
+        cr.executemany(
+            "INSERT INTO vm_whatsapp_webhook_log (integration_id, company_id, provider, remote_addr, headers, payload,"
+            " state, signature, event_type, attempt_count, received_at, create_date, write_date)"
+            " VALUES (%s, %s, 'sandbox', '127.0.0.1', %s, %s, 'received', 'valid', 'message', 0,"
+            " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')",
+            rows,
+        )
+    conn.close()
+    # One more request arrives and wakes the cron up. Within 20 s, the cron's schedule can wake it
+    # once more at most: without waking itself up, it would process 2,000 requests, not 3,151.
+    assert post(server, sandbox, message_body(sandbox["session"], senders[0], "oi", "e2e-backlog-last")).ok
+    waiting = [("integration_id", "=", sandbox["id"]), ("state", "=", "received")]
+    assert wait_for(lambda: rpc("vm.whatsapp.message", "search_count", domain) == len(ids) + 2, timeout=20), (
+        f"{rpc('vm.whatsapp.webhook.log', 'search_count', waiting)} requests still waiting"
+    )
 
 
 def test_bad_signature_and_unknown_token(server, rpc, sandbox):

@@ -166,12 +166,19 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _cron_process_received(self, batch_size=BATCH_SIZE):
-        """The inbox cron: process the oldest received requests, one batch per transaction. Odoo
-        runs it again at once while requests remain (the cron progress API)."""
+        """The inbox cron: process the oldest received requests, one batch per transaction.
+
+        While requests remain, Odoo runs the next batch at once (the cron progress API), but only
+        10 batches in a row: then the cron worker sleeps until something wakes it up, or a minute.
+        So a batch that leaves requests behind wakes the cron up again after its commit, and a
+        backlog (a burst, an outage of the cron worker) drains without a pause per 1,000."""
         logs = self.search([("state", "=", "received")], order="id", limit=batch_size)
         logs._process_received()
         remaining = self.search_count([("state", "=", "received")], limit=100000)
         self.env["ir.cron"]._notify_progress(done=len(logs), remaining=remaining)
+        if remaining:
+            dbname = self.env.cr.dbname
+            self.env.cr.postcommit.add(lambda: _wake_inbox_cron(dbname))
 
     def _process_received(self):
         """Process requests together (see _process_batch); when anything in the batch fails, undo
