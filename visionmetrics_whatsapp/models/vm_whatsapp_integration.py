@@ -199,6 +199,7 @@ class VmWhatsappIntegration(models.Model):
 
     def unlink(self):
         self.env.registry.clear_cache()  # _webhook_endpoint
+        self.env["vm.whatsapp.webhook.log"].sudo()._detach_integrations(self.ids)
         return super().unlink()
 
     @api.model

@@ -41,6 +41,22 @@ def _trigger_inbox_cron(dbname):
 _wake_inbox_cron = Coalescer(_trigger_inbox_cron, delay=0.25)
 
 
+class ReferenceWithoutForeignKey(fields.Many2one):
+    """A many2one whose column has no foreign key constraint.
+
+    Every webhook inserts a log row. With foreign keys, that INSERT also checks and locks (FOR KEY
+    SHARE) the integration's and the company's rows, which every concurrent webhook locks too, and
+    PostgreSQL plans those checks again for each request (Odoo discards a connection's plans when
+    its pool lends it): the two constraints cost about 15% of the webhook throughput. What they
+    ensured is done by the models: deleting an integration empties its logs' reference (as
+    ondelete="set null" did), a company that has logs cannot be deleted (as "restrict" did), and
+    the inbox treats a log stored for an integration deleted meanwhile as one of a deleted
+    integration (_forget_deleted_integrations)."""
+
+    def update_db_foreign_key(self, model, column):
+        return
+
+
 class VmWhatsappWebhookLog(models.Model):
     _name = "vm.whatsapp.webhook.log"
     _description = "WhatsApp Webhook Log"
@@ -52,9 +68,13 @@ class VmWhatsappWebhookLog(models.Model):
 
     # Indexes are few on purpose: every request inserts a row and the inbox cron updates it.
     # (integration_id, received_at) is indexed in init(); the company is not selective; the
-    # retention autovacuum reads the table once a day.
-    integration_id = fields.Many2one("vm.whatsapp.integration", ondelete="set null", readonly=True, check_company=True)
-    company_id = fields.Many2one("res.company", required=True, readonly=True, default=lambda self: self.env.company)
+    # retention autovacuum reads the table once a day. No foreign keys either (see the class).
+    integration_id = ReferenceWithoutForeignKey(
+        "vm.whatsapp.integration", ondelete="set null", readonly=True, check_company=True
+    )
+    company_id = ReferenceWithoutForeignKey(
+        "res.company", required=True, readonly=True, default=lambda self: self.env.company
+    )
     provider = fields.Selection(PROVIDER_SELECTION, readonly=True)
     event_type = fields.Char(readonly=True)
     received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
@@ -198,6 +218,7 @@ class VmWhatsappWebhookLog(models.Model):
         """Apply the events of several requests with as few queries as possible: one search for
         the conversations, one for the messages already stored, one INSERT for the new messages.
         The outcome of each request is recorded as _process would record it."""
+        self._forget_deleted_integrations()
         outcomes = {log: [] for log in self}
         messages = []  # (log, event) of the message events to store, in arrival order
         others = []
@@ -276,6 +297,27 @@ class VmWhatsappWebhookLog(models.Model):
             self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()
         return results
 
+    def _forget_deleted_integrations(self):
+        """Empty the integration of logs stored by a request that found the integration just
+        before another transaction deleted it (the column has no foreign key): they are then
+        processed as the logs of a deleted integration, instead of failing on a missing record."""
+        integrations = self.integration_id.exists()
+        deleted = self.filtered(lambda log: log.integration_id and log.integration_id not in integrations)
+        if deleted:
+            deleted.integration_id = False
+
+    @api.model
+    def _detach_integrations(self, integration_ids):
+        """Empty the integration of the logs of integrations being deleted; the logs are kept."""
+        self.env.cr.execute(
+            SQL(
+                "UPDATE %s SET integration_id = NULL WHERE integration_id IN %s",
+                SQL.identifier(self._table),
+                tuple(integration_ids),
+            )
+        )
+        self.invalidate_model(["integration_id"])
+
     @api.model
     def _event_type(self, events):
         return ",".join(sorted({event.kind for event in events}))[:64] or "empty"
@@ -284,6 +326,7 @@ class VmWhatsappWebhookLog(models.Model):
         """Parse and apply the events of one authenticated request, then record the outcome in
         one write (the path of a single request: Reprocess, retries, a failed batch)."""
         self.ensure_one()
+        self._forget_deleted_integrations()
         outcome = {"attempt_count": self.attempt_count + 1, "processed_at": fields.Datetime.now()}
         if not self.integration_id:
             self.write({**outcome, "state": "failed", "error": self._no_integration_error()})

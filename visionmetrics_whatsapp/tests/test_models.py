@@ -1,5 +1,6 @@
 from psycopg2 import IntegrityError
 
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
@@ -49,6 +50,16 @@ class TestModels(WhatsAppCase):
         self.env.flush_all()
         self.assertFalse(conversation.exists() or message.exists() or session.exists())
         self.assertTrue(log.exists(), "the webhook log is kept, as a record of what was received")
+        self.assertFalse(log.integration_id)
+
+    def test_a_company_with_webhook_logs_cannot_be_deleted(self):
+        company = self.env["res.company"].create({"name": "Company with logs"})
+        log = self.env["vm.whatsapp.webhook.log"].create({"company_id": company.id, "payload": "{}"})
+        with self.assertRaisesRegex(UserError, "webhook logs"):
+            company.unlink()
+        log.unlink()
+        company.unlink()
+        self.assertFalse(company.exists())
 
     def test_children_follow_the_integration_company(self):
         integration = self._create_integration(company=self.company_b)
@@ -58,8 +69,6 @@ class TestModels(WhatsAppCase):
         self.assertEqual((conversation.company_id, message.company_id, session.company_id), (self.company_b,) * 3)
 
     def test_lead_of_another_company_is_refused(self):
-        from odoo.exceptions import UserError
-
         integration = self._create_integration(company=self.company_a)
         lead_b = self.env["crm.lead"].create({"name": "B lead", "company_id": self.company_b.id})
         with self.assertRaises(UserError):

@@ -350,6 +350,23 @@ class TestWebhookInbox(WhatsAppHttpCase):
         self.assertEqual((first.state, again.state, other.state), ("processed", "duplicate", "processed"))
         self.assertEqual(len(self._messages("inbox-race", "inbox-race-2")), 2)
 
+    def test_a_request_stored_for_an_integration_deleted_meanwhile(self):
+        doomed = self._create_integration("sandbox", external_id="sbx-doomed")
+        endpoint = self.env["vm.whatsapp.integration"]._webhook_endpoint(doomed.webhook_token)
+        body = self._sandbox_message(doomed, "5511911118888", "oi", message_id="inbox-doomed")
+        doomed.unlink()
+        # A request that found the integration just before its deletion committed stores a log
+        # naming it (the column has no foreign key).
+        stale = self.Log._receive(endpoint, "sandbox", body, {}, "127.0.0.1", signature="valid", event_type="message")
+        good = self._store("5511911118888", "oi", "inbox-alive")
+        self.Log._cron_process_received()
+        self.assertEqual(
+            (stale.state, stale.integration_id, stale.error),
+            ("failed", doomed.browse(), self.Log._no_integration_error()),
+        )
+        self.assertEqual(good.state, "processed")
+        self.assertFalse(self._messages("inbox-doomed"))
+
     def test_the_cron_reports_what_remains(self):
         for i in range(3):
             self._store("5511911115555", f"msg {i}", f"inbox-p{i}")
