@@ -39,16 +39,28 @@ class VmWhatsappMessage(models.Model):
     conversation_id = fields.Many2one(
         "vm.whatsapp.conversation", required=True, index=True, ondelete="cascade", check_company=True
     )
+    # The conversation's, and they follow it. Computed rather than related, and not readonly, so
+    # that create() keeps the values the inbox gives (_prepare_vals_from_event): Odoo discards the
+    # given values of readonly precomputed fields, and computing them costs as much as the rest
+    # of the inbox's batch insert. The views do not let users edit messages.
     integration_id = fields.Many2one(
-        related="conversation_id.integration_id",
+        "vm.whatsapp.integration",
+        compute="_compute_integration_and_company",
         store=True,
-        index=True,
         precompute=True,
+        readonly=False,
         required=True,
+        index=True,
         ondelete="cascade",  # with its conversation, when the integration is deleted
     )
     company_id = fields.Many2one(
-        related="conversation_id.company_id", store=True, index=True, precompute=True, required=True
+        "res.company",
+        compute="_compute_integration_and_company",
+        store=True,
+        precompute=True,
+        readonly=False,
+        required=True,
+        index=True,
     )
     lead_id = fields.Many2one(related="conversation_id.lead_id")
     external_id = fields.Char("Provider Message ID", required=True, readonly=True)
@@ -98,12 +110,17 @@ class VmWhatsappMessage(models.Model):
     # unless the message is later reported read).
     _STATUS_RANK = {"received": 0, "pending": 0, "sent": 1, "delivered": 2, "failed": 2, "read": 3}
 
+    @api.depends("conversation_id.integration_id", "conversation_id.company_id")
+    def _compute_integration_and_company(self):
+        for message in self:
+            message.integration_id = message.conversation_id.integration_id
+            message.company_id = message.conversation_id.company_id
+
     @api.model
     def _prepare_vals_from_event(self, conversation, event, log):
         vals = {
             "conversation_id": conversation.id,
-            # the conversation's, given rather than computed: computing them costs as much as
-            # the rest of a batch insert
+            # the conversation's, given rather than computed (see integration_id)
             "integration_id": conversation.integration_id.id,
             "company_id": conversation.company_id.id,
             "external_id": event.message_id,

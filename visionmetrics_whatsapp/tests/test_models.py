@@ -67,6 +67,9 @@ class TestModels(WhatsAppCase):
         message = self._create_message(conversation)
         session = self.env["vm.whatsapp.session"].create({"integration_id": integration.id})
         self.assertEqual((conversation.company_id, message.company_id, session.company_id), (self.company_b,) * 3)
+        integration.company_id = self.company_a
+        self.assertEqual((conversation.company_id, message.company_id, session.company_id), (self.company_a,) * 3)
+        self.assertEqual(message.integration_id, integration)
 
     def test_lead_of_another_company_is_refused(self):
         integration = self._create_integration(company=self.company_a)
