@@ -26,14 +26,16 @@ class WhatsAppWebhookController(http.Controller):
         WEBHOOK_ROUTE, type="http", auth="none", methods=["POST"], csrf=False, save_session=False, readonly=False
     )
     def vm_whatsapp_webhook(self, provider, token, **_params):
-        Log = request.env["vm.whatsapp.webhook.log"].sudo()
+        env_sudo = request.env(su=True)
+        Log_sudo = env_sudo["vm.whatsapp.webhook.log"]
+        Integration_sudo = env_sudo["vm.whatsapp.integration"]
         httprequest = request.httprequest
         headers = dict(httprequest.headers)
 
         def store(body, state, **vals):
-            return Log._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
+            return Log_sudo._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
 
-        endpoint = request.env["vm.whatsapp.integration"].sudo()._webhook_endpoint(token)
+        endpoint = Integration_sudo._webhook_endpoint(token)
         limit = self._max_body_bytes()
         body = self._read_body(limit)
         if body is None:
@@ -46,7 +48,7 @@ class WhatsAppWebhookController(http.Controller):
             _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
             return self._answer(404, "unknown webhook")
         try:
-            adapter = request.env["vm.whatsapp.integration"].sudo()._webhook_adapter(endpoint)
+            adapter = Integration_sudo._webhook_adapter(endpoint)
         except UserError as e:  # no or wrong encryption key: the provider retries later
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
@@ -62,7 +64,7 @@ class WhatsAppWebhookController(http.Controller):
             log = store(body, "rejected", signature=signature, error=str(e))
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
-        store(body, "received", signature=signature, event_type=Log._event_type(events))
+        store(body, "received", signature=signature, event_type=Log_sudo._event_type(events))
         return self._answer(200, "ok")
 
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
