@@ -26,13 +26,22 @@ MESSAGE_TYPES = [
     ("other", "Other"),
 ]
 
+_FROM_CONVERSATION = {
+    "compute": "_compute_integration_and_company",
+    "store": True,
+    "precompute": True,
+    "readonly": False,
+    "required": True,
+    "index": True,
+}
+
 
 class VmWhatsappMessage(models.Model):
     _name = "vm.whatsapp.message"
     _description = "WhatsApp Message"
     _order = "sent_at desc, id desc"
     _rec_name = "external_id"
-    # The company is the conversation's (a related field): it cannot disagree, so the
+    # The company is the conversation's (computed from it): it cannot disagree, so the
     # per-create company check (extra queries on the webhook's hot path) is not needed.
     _check_company_auto = False
 
@@ -45,23 +54,10 @@ class VmWhatsappMessage(models.Model):
     # of the inbox's batch insert. The views do not let users edit messages.
     integration_id = fields.Many2one(
         "vm.whatsapp.integration",
-        compute="_compute_integration_and_company",
-        store=True,
-        precompute=True,
-        readonly=False,
-        required=True,
-        index=True,
         ondelete="cascade",  # with its conversation, when the integration is deleted
+        **_FROM_CONVERSATION,
     )
-    company_id = fields.Many2one(
-        "res.company",
-        compute="_compute_integration_and_company",
-        store=True,
-        precompute=True,
-        readonly=False,
-        required=True,
-        index=True,
-    )
+    company_id = fields.Many2one("res.company", **_FROM_CONVERSATION)
     lead_id = fields.Many2one(related="conversation_id.lead_id")
     external_id = fields.Char("Provider Message ID", required=True, readonly=True)
     direction = fields.Selection(
