@@ -309,6 +309,8 @@ class VmWhatsappWebhookLog(models.Model):
     @api.model
     def _detach_integrations(self, integration_ids):
         """Empty the integration of the logs of integrations being deleted; the logs are kept."""
+        if not integration_ids:
+            return
         self.env.cr.execute(
             SQL(
                 "UPDATE %s SET integration_id = NULL WHERE integration_id IN %s",

@@ -51,6 +51,7 @@ class TestModels(WhatsAppCase):
         self.assertFalse(conversation.exists() or message.exists() or session.exists())
         self.assertTrue(log.exists(), "the webhook log is kept, as a record of what was received")
         self.assertFalse(log.integration_id)
+        self.assertTrue(integration.browse().unlink(), "deleting no integration is fine")
 
     def test_a_company_with_webhook_logs_cannot_be_deleted(self):
         company = self.env["res.company"].create({"name": "Company with logs"})
