@@ -1,6 +1,6 @@
 {
     "name": "VisionMetrics WhatsApp",
-    "version": "18.0.1.2.0",
+    "version": "18.0.1.3.0",
     "category": "Sales/CRM",
     "summary": "Connect each company's WhatsApp number and attribute inbound conversations to CRM leads",
     "description": "See README.rst.",
@@ -14,7 +14,7 @@
         "security/ir.model.access.csv",
         "data/utm_source_data.xml",
         "data/vm_whatsapp_session_data.xml",
-        "data/vm_whatsapp_webhook_log_data.xml",
+        "data/vm_whatsapp_inbox_data.xml",
         "data/vm_whatsapp_message_data.xml",
         "views/vm_whatsapp_integration_views.xml",
         "views/vm_whatsapp_session_views.xml",

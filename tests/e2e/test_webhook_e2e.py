@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg2
 import requests
 
-from .server import odoo_env
+from .server import OdooServer, odoo_env
 
 
 def message_body(session, sender, text, message_id, name="Cliente"):
@@ -37,6 +37,15 @@ def post(server, integration, body, secret=None):
         headers={"Content-Type": "application/json", "X-VM-Signature": f"sha256={signature}"},
         timeout=60,
     )
+
+
+# A request as the webhook route stores it: (integration, company, headers, payload, lane).
+STORE_RECEIVED = (
+    "INSERT INTO vm_whatsapp_webhook_log (integration_id, company_id, provider, remote_addr, headers, payload,"
+    " state, signature, event_type, attempt_count, lane, received_at, create_date, write_date)"
+    " VALUES (%s, %s, 'sandbox', '127.0.0.1', %s, %s, 'received', 'valid', 'message', 0, %s,"
+    " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')"
+)
 
 
 def wait_for(predicate, timeout=60):
@@ -103,11 +112,8 @@ def test_a_backlog_drains_without_waiting_for_the_cron_schedule(server, rpc, san
     # The requests as the webhook route stores them, while no cron worker runs.
     with psycopg2.connect(dbname=server.dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
         cr.executemany(
-            "INSERT INTO vm_whatsapp_webhook_log (integration_id, company_id, provider, remote_addr, headers, payload,"
-            " state, signature, event_type, attempt_count, received_at, create_date, write_date)"
-            " VALUES (%s, %s, 'sandbox', '127.0.0.1', %s, %s, 'received', 'valid', 'message', 0,"
-            " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')",
-            rows,
+            STORE_RECEIVED,
+            [(*row, 0) for row in rows],
         )
     conn.close()
     # One more request arrives and wakes the cron up. Within 20 s, the cron's schedule can wake it
@@ -158,6 +164,41 @@ def test_simultaneous_first_messages_make_one_conversation_and_one_lead(server, 
     assert len(conversations) == 1
     phone = "+" + sender
     assert rpc("crm.lead", "search_count", [("phone_sanitized", "=", phone)]) == 1
+
+
+def test_several_cron_workers_apply_a_backlog_once_and_in_order(server, rpc, sandbox):
+    """A second server with 2 cron workers joins the first one's on one backlog: 3 processors,
+    4 lanes. Every request is applied exactly once, each contact's messages in arrival order."""
+    company_id = rpc("vm.whatsapp.integration", "read", [sandbox["id"]], ["company_id"])[0]["company_id"][0]
+    contacts = [f"55119{80000000 + i}" for i in range(40)]
+    headers = json.dumps({"Content-Type": "application/json"})
+    prefix = f"e2e-lanes-{sandbox['session']}"
+    rows = []
+    for n in range(15):  # message n of every contact, contact by contact: interleaved arrivals
+        for c, sender in enumerate(contacts):
+            body = message_body(sandbox["session"], sender, f"parte {n}", f"{prefix}-{c}-{n:02d}").decode()
+            rows.append((sandbox["id"], company_id, headers, body, c % 4))
+    with psycopg2.connect(dbname=server.dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
+        cr.executemany(STORE_RECEIVED, rows)
+    conn.close()
+    second = OdooServer(server.conf, server.dbname, workers=1, cron_threads=2).start()
+    try:
+        # one request wakes every lane up, on both servers
+        assert post(server, sandbox, message_body(sandbox["session"], "5511979999999", "oi", f"{prefix}-wake")).ok
+        waiting = [("integration_id", "=", sandbox["id"]), ("state", "=", "received")]
+        assert wait_for(lambda: rpc("vm.whatsapp.webhook.log", "search_count", waiting) == 0, timeout=120)
+    finally:
+        second.stop()
+    assert second.error_lines() == []
+    logs = rpc("vm.whatsapp.webhook.log", "read_group", [("integration_id", "=", sandbox["id"]),
+               ("payload", "like", prefix)], ["state"], ["state"])  # fmt: skip
+    assert {g["state"]: g["state_count"] for g in logs} == {"processed": len(rows) + 1}
+    messages = rpc("vm.whatsapp.message", "search_read", [("external_id", "like", prefix)], ["external_id"], order="id")
+    assert len(messages) == len({m["external_id"] for m in messages}) == len(rows) + 1, "each stored once"
+    for c in range(len(contacts)):
+        ids = [m["external_id"] for m in messages if m["external_id"].startswith(f"{prefix}-{c}-")]
+        assert ids == sorted(ids), f"contact {c}: stored in arrival order"
+    assert rpc("vm.whatsapp.conversation", "search_count", [("contact_identity", "in", contacts)]) == len(contacts)
 
 
 def test_server_log_has_no_error(server):

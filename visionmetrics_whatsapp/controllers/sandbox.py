@@ -5,10 +5,14 @@ The sandbox has no server of its own, so the scan applies the connection directl
 posting a webhook to itself.
 """
 
+import re
+
 from odoo import http
 from odoo.http import request
 
 SANDBOX_PHONE_PREFIX = "+55119999"  # sandbox numbers: +55119999 + 5 digits of the integration id
+# What a sandbox session id looks like (secrets.token_urlsafe); anything else is not found.
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class VmWhatsappSandboxController(http.Controller):
@@ -23,6 +27,8 @@ class VmWhatsappSandboxController(http.Controller):
     def sandbox_scan(self, external_id, **kwargs):
         """Connect the sandbox session ``external_id`` (random and unguessable), as scanning its QR
         with a phone would. Sandbox sessions only; anything else is not found."""
+        if not SESSION_ID_RE.fullmatch(external_id):
+            return self._page("unknown", status=404)
         session_sudo = (
             request.env["vm.whatsapp.session"]
             .sudo()

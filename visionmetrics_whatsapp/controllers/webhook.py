@@ -4,10 +4,12 @@ A request goes, top to bottom: find the integration by the token in the URL (nev
 payload) → authenticate it with the provider adapter → check that its body parses → store it in
 vm.whatsapp.webhook.log, in one INSERT whatever the outcome → answer. The answer is sent after
 Odoo commits the transaction, so a 200 means the request is stored. Its events (messages,
-statuses, connection changes) are applied by the inbox cron, woken up by the request, in batches.
+statuses, connection changes) are applied by the inbox (vm.whatsapp.inbox), woken up by the
+request, in batches.
 """
 
 import logging
+import re
 
 from odoo import http
 from odoo.exceptions import UserError
@@ -19,6 +21,9 @@ _logger = logging.getLogger(__name__)
 
 WEBHOOK_ROUTE = "/vm_whatsapp/webhook/<string:provider>/<string:token>"
 DEFAULT_MAX_BYTES = 1024 * 1024
+# What a webhook token looks like (secrets.token_urlsafe); anything else, odd bytes included, is
+# an unknown token and never reaches a query.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 class WhatsAppWebhookController(http.Controller):
@@ -35,7 +40,7 @@ class WhatsAppWebhookController(http.Controller):
         def store(body, state, **vals):
             return Log_sudo._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
 
-        endpoint = Integration_sudo._webhook_endpoint(token)
+        endpoint = self._endpoint(Integration_sudo, token)
         limit = self._max_body_bytes()
         body = self._read_body(limit)
         if body is None:
@@ -59,18 +64,25 @@ class WhatsAppWebhookController(http.Controller):
             _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
             return self._answer(401, "invalid signature")
         try:
-            events = adapter.parse_webhook(body, headers)
+            events = adapter.parse_events(body, headers)
         except WebhookPayloadError as e:
             log = store(body, "rejected", signature=signature, error=str(e))
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
-        store(body, "received", signature=signature, event_type=Log_sudo._event_type(events))
+        store(
+            body,
+            "received",
+            signature=signature,
+            event_type=Log_sudo._event_type(events),
+            lane=env_sudo["vm.whatsapp.inbox"]._lane(endpoint.id, events),
+            repeat_key=Log_sudo._repeat_key(events),
+        )
         return self._answer(200, "ok")
 
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
         """Meta's verification request: echo hub.challenge when hub.verify_token is ours."""
-        endpoint = request.env["vm.whatsapp.integration"].sudo()._webhook_endpoint(token)
+        endpoint = self._endpoint(request.env["vm.whatsapp.integration"].sudo(), token)
         if not endpoint or endpoint.provider != provider:
             return self._answer(404, "unknown webhook")
         integration_sudo = request.env["vm.whatsapp.integration"].sudo().browse(endpoint.id)
@@ -81,6 +93,10 @@ class WhatsAppWebhookController(http.Controller):
         return request.make_response(challenge, headers=[("Content-Type", "text/plain")])
 
     # ------------------------------------------------------------------ helpers
+
+    def _endpoint(self, Integration_sudo, token):
+        """The endpoint of ``token``, or None; a token of the wrong shape is never looked up."""
+        return Integration_sudo._webhook_endpoint(token) if TOKEN_RE.fullmatch(token) else None
 
     def _read_body(self, limit):
         """The raw body, or None when it is over ``limit`` bytes (announced or actual)."""

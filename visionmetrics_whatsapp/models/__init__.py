@@ -3,6 +3,7 @@ from . import ir_http
 from . import res_company
 from . import res_config_settings
 from . import vm_whatsapp_conversation
+from . import vm_whatsapp_inbox
 from . import vm_whatsapp_integration
 from . import vm_whatsapp_message
 from . import vm_whatsapp_session

@@ -36,33 +36,62 @@ class CrmLead(models.Model):
         return [("company_id", "in", [company.id, False])]
 
     @api.model
-    def _vm_whatsapp_find_by_token(self, company, token):
-        """The lead of ``company`` whose first-touch token is ``token`` (the newest if several)."""
-        return self.search(
-            [("first_touch_token", "=", token), *self._vm_whatsapp_company_domain(company)],
+    def _vm_whatsapp_find_by_tokens(self, wanted):
+        """{(company, token): lead} for a set of (company, token): the newest lead of the company
+        (or of no company) whose first-touch token is the token. One query."""
+        if not wanted:
+            return {}
+        companies = self.env["res.company"].union(*(company for company, _token in wanted))
+        leads = self.search(
+            [
+                ("first_touch_token", "in", list({token for _company, token in wanted})),
+                *self._vm_whatsapp_company_domain(companies),
+            ],
             order="create_date desc, id desc",
-            limit=1,
         )
+        found = {}
+        for lead in leads:  # newest first: the first one found for a key wins
+            for company in (lead.company_id,) if lead.company_id else companies:
+                found.setdefault((company, lead.first_touch_token), lead)
+        return {key: lead for key, lead in found.items() if key in wanted}
 
     @api.model
-    def _vm_whatsapp_find_by_phone(self, company, phones):
-        """The newest lead of ``company`` with one of the E.164 ``phones``; else a new lead for the
-        newest contact (partner) of the company with one of them; else an empty recordset."""
-        lead = self.search(
-            [("phone_sanitized", "in", phones), *self._vm_whatsapp_company_domain(company)],
+    def _vm_whatsapp_find_by_phones(self, wanted):
+        """For each (company, E.164 phones) of ``wanted``, the newest lead of the company with one
+        of those phones; else a new lead for the newest contact (partner) of the company with one
+        of them; else an empty recordset. A list in the order of ``wanted``; two queries."""
+        phones = list({phone for _company, company_phones in wanted for phone in company_phones})
+        if not phones:
+            return [self.browse()] * len(wanted)
+        companies = self.env["res.company"].union(*(company for company, _phones in wanted))
+
+        def newest(records, company, company_phones):
+            return next(
+                (
+                    record
+                    for record in records
+                    if record.phone_sanitized in company_phones and record.company_id in (company, company.browse())
+                ),
+                None,
+            )
+
+        leads = self.search(
+            [("phone_sanitized", "in", phones), *self._vm_whatsapp_company_domain(companies)],
             order="create_date desc, id desc",
-            limit=1,
         )
-        if lead:
-            return lead
-        partner = self.env["res.partner"].search(
-            [("phone_sanitized", "in", phones), ("company_id", "in", [company.id, False])],
-            order="create_date desc, id desc",
-            limit=1,
-        )
-        if partner:
-            return self._vm_whatsapp_create_lead(company, partner.name, phones[0], partner=partner)
-        return self.browse()
+        found = [newest(leads, company, company_phones) or self.browse() for company, company_phones in wanted]
+        missing = [i for i, lead in enumerate(found) if not lead and wanted[i][1]]
+        if missing:
+            partners = self.env["res.partner"].search(
+                [("phone_sanitized", "in", phones), ("company_id", "in", [*companies.ids, False])],
+                order="create_date desc, id desc",
+            )
+            matched = [(i, newest(partners, *wanted[i])) for i in missing]
+            matched = [(i, partner) for i, partner in matched if partner]
+            contacts = [(wanted[i][0], partner.name, wanted[i][1][0], partner) for i, partner in matched]
+            for (i, _partner), lead in zip(matched, self._vm_whatsapp_create_leads(contacts), strict=True):
+                found[i] = lead
+        return found
 
     @api.model
     def _vm_whatsapp_leads_enabled(self):
@@ -71,21 +100,33 @@ class CrmLead(models.Model):
         return bool(use_lead) and use_lead in self.env.ref("base.group_user").sudo().implied_ids
 
     @api.model
-    def _vm_whatsapp_create_lead(self, company, contact_name, phone, partner=None):
-        """A new lead for a WhatsApp contact, with source WhatsApp."""
-        name = contact_name or phone or self.env._("Unknown contact")
-        vals = {
-            "name": self.env._("WhatsApp: %(contact)s", contact=name),
-            "contact_name": contact_name or False,
-            "phone": phone or False,
-            "partner_id": partner.id if partner else False,
-            "company_id": company.id,
-            "source_id": self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False).id,
-            "user_id": False,
-            "type": "lead" if self._vm_whatsapp_leads_enabled() else "opportunity",
-        }
-        return (
-            self.with_company(company)
-            .with_context(tracking_disable=True, mail_create_nolog=True, mail_create_nosubscribe=True)
-            .create(vals)
-        )
+    def _vm_whatsapp_create_leads(self, contacts):
+        """New leads, with source WhatsApp, for (company, contact name, phone, partner or None)
+        tuples, in one create per company; contacts of one company sharing a phone get one lead. A list in
+        the order of ``contacts``."""
+        source = self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False)
+        lead_type = "lead" if self._vm_whatsapp_leads_enabled() else "opportunity"
+        keys, vals_by_key = [], {}
+        for i, (company, contact_name, phone, partner) in enumerate(contacts):
+            key = (company.id, phone) if phone else i
+            keys.append(key)
+            if key in vals_by_key:
+                continue
+            name = contact_name or phone or self.env._("Unknown contact")
+            vals_by_key[key] = {
+                "name": self.env._("WhatsApp: %(contact)s", contact=name),
+                "contact_name": contact_name or False,
+                "phone": phone or False,
+                "partner_id": partner.id if partner else False,
+                "company_id": company.id,
+                "source_id": source.id if source else False,
+                "user_id": False,
+                "type": lead_type,
+            }
+        by_key = {}
+        Lead = self.with_context(tracking_disable=True, mail_create_nolog=True, mail_create_nosubscribe=True)
+        for company_id in {vals["company_id"] for vals in vals_by_key.values()}:
+            company_keys = [key for key, vals in vals_by_key.items() if vals["company_id"] == company_id]
+            leads = Lead.with_company(company_id).create([vals_by_key[key] for key in company_keys])
+            by_key.update(zip(company_keys, leads, strict=True))
+        return [by_key[key] for key in keys]

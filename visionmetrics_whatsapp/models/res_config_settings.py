@@ -7,6 +7,9 @@ class ResConfigSettings(models.TransientModel):
 
     vm_whatsapp_integration_ids = fields.One2many(related="company_id.vm_whatsapp_integration_ids")
     vm_whatsapp_key_status = fields.Char("Encryption Key", compute="_compute_vm_whatsapp_key_status")
+    vm_whatsapp_failed_webhook_count = fields.Integer(
+        "Failed Webhook Requests", compute="_compute_vm_whatsapp_failed_webhook_count"
+    )
 
     @api.depends("company_id")
     def _compute_vm_whatsapp_key_status(self):
@@ -17,6 +20,21 @@ class ResConfigSettings(models.TransientModel):
             status = e.args[0]
         for settings in self:
             settings.vm_whatsapp_key_status = status
+
+    @api.depends("company_id")
+    def _compute_vm_whatsapp_failed_webhook_count(self):
+        for settings in self:
+            company = settings.company_id or self.env.company
+            settings.vm_whatsapp_failed_webhook_count = (
+                self.env["vm.whatsapp.webhook.log"]
+                .sudo()
+                .search_count([("company_id", "=", company.id), ("state", "=", "failed")])
+            )
+
+    def action_vm_whatsapp_view_failed_webhooks(self):
+        action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_webhook_log_action")
+        action["domain"] = [("state", "=", "failed"), ("company_id", "=", (self.company_id or self.env.company).id)]
+        return action
 
     def action_vm_whatsapp_manage(self):
         return self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_integration_action")

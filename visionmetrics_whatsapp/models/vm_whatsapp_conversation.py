@@ -1,4 +1,5 @@
 import logging
+from collections import defaultdict
 
 from psycopg2.errors import UniqueViolation
 
@@ -12,7 +13,7 @@ _logger = logging.getLogger(__name__)
 
 class ConcurrentConversationError(Exception):
     """The contact's conversation was created by a concurrent request committed after this
-    transaction's snapshot: the event must be processed again in a new transaction."""
+    transaction's snapshot: the request is applied again in a new transaction."""
 
 
 class VmWhatsappConversation(models.Model):
@@ -76,88 +77,141 @@ class VmWhatsappConversation(models.Model):
             "view_mode": "form",
         }
 
-    # ------------------------------------------------------------------ ingest
-
-    _INGEST_FIELDS = ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"]
+    # ------------------------------------------------------------------ inbox
 
     @api.model
-    def _get_or_create_for_event(self, integration, event):
-        """The conversation of the event's contact on ``integration``, created when new."""
-        return self._get_or_create_for_events([(integration, event)])[(integration.id, event.contact_identity)]
+    def _apply_message_events(self, items):
+        """The inbox's handler of messages (vm.whatsapp.inbox.HANDLERS), for a whole batch: the
+        conversations found or created (one search, one create), the messages stored once (one
+        search, one create), then the conversations updated and attributed together. One
+        (state, note) per item."""
+        results = [None] * len(items)
+        todo = []
+        for i, item in enumerate(items):
+            if item.event.is_group:
+                note = self.env._("Group message %(id)s: groups are not conversations.", id=item.event.message_id)
+                results[i] = ("ignored", note)
+            else:
+                todo.append(i)
+        conversations = self._get_or_create_for_events([(items[i].integration, items[i].event) for i in todo])
+        pairs = [(items[i], conversations[(items[i].integration.id, items[i].event.contact_identity)]) for i in todo]
+        messages = self.env["vm.whatsapp.message"]._store_events(pairs)
+        stored = []
+        for i, (item, conversation), message in zip(todo, pairs, messages, strict=True):
+            results[i] = ("processed", False) if message else ("duplicate", False)
+            if message:
+                stored.append((conversation, message, item.event))
+        self._register_messages(stored)
+        return results
 
     @api.model
-    def _get_or_create_for_events(self, items):
-        """The conversations of the contacts of (integration, event) pairs, created when new (in
-        one search for those that exist): {(integration id, contact identity): conversation}."""
-        identities = {(integration.id, event.contact_identity) for integration, event in items}
+    def _get_or_create_for_events(self, pairs):
+        """The conversations of the contacts of (integration, event) pairs, those that are new
+        created together: {(integration id, contact identity): conversation}."""
+        if not pairs:
+            return {}
         found = self.search_fetch(
             [
-                ("integration_id", "in", list({integration_id for integration_id, _identity in identities})),
-                ("contact_identity", "in", list({identity for _integration_id, identity in identities})),
+                ("integration_id", "in", list({integration.id for integration, _event in pairs})),
+                ("contact_identity", "in", list({event.contact_identity for _integration, event in pairs})),
             ],
             ["integration_id", "company_id", "contact_identity", *self._INGEST_FIELDS],
         )
         conversations = {(c.integration_id.id, c.contact_identity): c for c in found}
-        for integration, event in items:
+        new = {}
+        for integration, event in pairs:
             key = (integration.id, event.contact_identity)
-            if key not in conversations:
-                conversations[key] = self._create_for_event(integration, event)
+            if key not in conversations and key not in new:
+                new[key] = self._prepare_vals_from_event(integration, event)
+        if new:
+            try:
+                with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                    created = self.create(list(new.values()))
+            except UniqueViolation:
+                # Created by a concurrent transaction committed after this one started: invisible
+                # here, so the request fails and is applied again shortly.
+                raise ConcurrentConversationError(
+                    self.env._("A concurrent request created this contact's conversation; applied again shortly.")
+                ) from None
+            conversations.update(zip(new, created, strict=True))
         return conversations
 
+    _INGEST_FIELDS = ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"]
+
     @api.model
-    def _create_for_event(self, integration, event):
+    def _prepare_vals_from_event(self, integration, event):
         region = integration.company_id.country_id.code
-        vals = {
+        return {
             "integration_id": integration.id,
             "contact_identity": event.contact_identity,
             "contact_phone": to_e164(event.contact_phone, region) if event.contact_phone else False,
             "contact_name": (event.contact_name if not event.from_me else False) or False,
         }
-        try:
-            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                return self.create(vals)
-        except UniqueViolation:
-            # Created by a concurrent delivery committed after this transaction started: it is
-            # invisible here, so the request is processed again in a new transaction.
-            raise ConcurrentConversationError() from None
 
-    def _register_message(self, message, event):
-        """Update the conversation for a new message and attribute it (inbound messages only)."""
-        self.ensure_one()
-        vals = {}
-        sent_at = message.sent_at
-        if not self.first_message_at or sent_at < self.first_message_at:
-            vals["first_message_at"] = sent_at
-        if not self.last_message_at or sent_at > self.last_message_at:
-            vals["last_message_at"] = sent_at
-        if not event.from_me and event.contact_name and not self.contact_name:
-            vals["contact_name"] = event.contact_name
-        if vals:
-            self.write(vals)
-        if message.direction == "inbound":
-            self._attribute(message.vm_token)
+    @api.model
+    def _register_messages(self, stored):
+        """Update the conversations of new messages ((conversation, message, event) triples, in
+        arrival order): first and last message times, the contact's name; then attribute those
+        that received an inbound message."""
+        updates = defaultdict(dict)
+        tokens = defaultdict(list)  # conversation -> tokens of its new inbound messages, in order
+        for conversation, message, event in stored:
+            vals = updates[conversation]
+            sent_at = message.sent_at
+            first = vals.get("first_message_at", conversation.first_message_at)
+            last = vals.get("last_message_at", conversation.last_message_at)
+            if not first or sent_at < first:
+                vals["first_message_at"] = sent_at
+            if not last or sent_at > last:
+                vals["last_message_at"] = sent_at
+            if not event.from_me and event.contact_name and not conversation.contact_name:
+                vals.setdefault("contact_name", event.contact_name)
+            if message.direction == "inbound":
+                tokens[conversation].extend([message.vm_token] if message.vm_token else [])
+        for conversation, vals in updates.items():
+            if vals:
+                conversation.write(vals)
+        self._attribute_all(tokens)
 
-    def _attribute(self, token=None):
-        """Give the conversation a lead (DESIGN §7): by token, else by phone, else a new lead.
-        A token re-attributes a conversation attributed by phone or as a new lead."""
-        self.ensure_one()
+    @api.model
+    def _attribute_all(self, tokens):
+        """Give conversations their lead (DESIGN §7), with a few queries for all of them:
+        ``tokens`` maps each conversation to the tokens of its new inbound messages, in order.
+
+        1. the first token that is a lead's first-touch token of the conversation's company
+           (re-attributes a conversation attributed by phone or as a new lead);
+        2. else, for a conversation with no lead yet, the newest lead (or contact) of the
+           company with the contact's phone;
+        3. else a new lead, one per company and phone however many conversations share it."""
         Lead = self.env["crm.lead"]
-        company = self.company_id
-        if token and self.attribution not in ("token", "manual"):
-            lead = Lead._vm_whatsapp_find_by_token(company, token)
-            if lead:
-                self._set_lead(lead, "token", token)
-                return
-        if self.lead_id:
+        wanted = {
+            (conversation.company_id, token)
+            for conversation, conversation_tokens in tokens.items()
+            if conversation.attribution not in ("token", "manual")
+            for token in conversation_tokens
+        }
+        by_token = Lead._vm_whatsapp_find_by_tokens(wanted)
+        for conversation, conversation_tokens in tokens.items():
+            if conversation.attribution in ("token", "manual"):
+                continue
+            token = next((t for t in conversation_tokens if (conversation.company_id, t) in by_token), None)
+            if token:
+                conversation._set_lead(by_token[(conversation.company_id, token)], "token", token)
+        orphans = [conversation for conversation in tokens if not conversation.lead_id]
+        if not orphans:
             return
-        lead = Lead.browse()
-        if self.contact_phone:
-            lead = Lead._vm_whatsapp_find_by_phone(company, variants(self.contact_phone))
+        leads = Lead._vm_whatsapp_find_by_phones(
+            [(conversation.company_id, variants(conversation.contact_phone)) for conversation in orphans]
+        )
+        unknown = []
+        for conversation, lead in zip(orphans, leads, strict=True):
             if lead:
-                self._set_lead(lead, "phone")
-                return
-        lead = Lead._vm_whatsapp_create_lead(company, self.contact_name, self.contact_phone)
-        self._set_lead(lead, "anonymous")
+                conversation._set_lead(lead, "phone")
+            else:
+                unknown.append(conversation)
+        contacts = [(c.company_id, c.contact_name, c.contact_phone, None) for c in unknown]
+        for conversation, lead in zip(unknown, Lead._vm_whatsapp_create_leads(contacts), strict=True):
+            conversation._set_lead(lead, "anonymous")
 
     def _set_lead(self, lead, attribution, token=None):
         previous = self.attribution

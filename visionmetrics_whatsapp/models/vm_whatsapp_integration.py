@@ -106,6 +106,11 @@ class VmWhatsappIntegration(models.Model):
     session_ids = fields.One2many("vm.whatsapp.session", "integration_id", string="Sessions")
     conversation_ids = fields.One2many("vm.whatsapp.conversation", "integration_id", string="Conversations")
     conversation_count = fields.Integer(compute="_compute_conversation_count")
+    failed_webhook_count = fields.Integer(
+        "Failed Requests",
+        compute="_compute_failed_webhook_count",
+        help="Webhook requests of this number that could not be applied (retried, then kept with their reason).",
+    )
 
     _sql_constraints = [
         ("webhook_token_uniq", "UNIQUE(webhook_token)", "The webhook token must be unique."),
@@ -148,6 +153,17 @@ class VmWhatsappIntegration(models.Model):
         )
         for integration in self:
             integration.last_webhook_at = last.get(integration._origin, False)
+
+    def _compute_failed_webhook_count(self):
+        counts = dict(
+            self.env["vm.whatsapp.webhook.log"]
+            .sudo()
+            ._read_group(
+                [("integration_id", "in", self._origin.ids), ("state", "=", "failed")], ["integration_id"], ["__count"]
+            )
+        )
+        for integration in self:
+            integration.failed_webhook_count = counts.get(integration._origin, 0)
 
     def _compute_conversation_count(self):
         counts = dict(
@@ -333,6 +349,12 @@ class VmWhatsappIntegration(models.Model):
         action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_conversation_action")
         action["domain"] = [("integration_id", "=", self.id)]
         action["context"] = {"default_integration_id": self.id}
+        return action
+
+    def action_view_failed_webhooks(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_webhook_log_action")
+        action["domain"] = [("integration_id", "=", self.id), ("state", "=", "failed")]
         return action
 
     def action_connect(self):

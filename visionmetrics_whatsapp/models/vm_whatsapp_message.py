@@ -132,18 +132,78 @@ class VmWhatsappMessage(models.Model):
             vals.update(media_ref=json.dumps(event.media), media_state="pending")
         return vals
 
+    # ------------------------------------------------------------------ inbox
+
     @api.model
-    def _create_from_event(self, conversation, event, log):
-        """Store an event's message; returns an empty recordset when it is already stored (a
-        concurrent redelivery), relying on the unique (integration, external id)."""
+    def _store_events(self, pairs):
+        """Store the messages of (inbox item, conversation) pairs, each provider message once: one
+        search for those already stored, one create for the new ones. A list in the order of
+        ``pairs``: the new message, or None for one already stored (a redelivery).
+
+        A message stored meanwhile by a concurrent transaction fails the create on the unique
+        (integration, external id): the inbox then applies the batch request by request."""
+        if not pairs:
+            return []
+        stored = self.search_fetch(
+            [
+                ("integration_id", "in", list({item.integration.id for item, _conversation in pairs})),
+                ("external_id", "in", list({item.event.message_id for item, _conversation in pairs})),
+            ],
+            ["integration_id", "external_id"],
+        )
+        seen = {(message.integration_id.id, message.external_id) for message in stored}
+        new = []
+        for item, _conversation in pairs:
+            key = (item.integration.id, item.event.message_id)
+            new.append(key not in seen)
+            seen.add(key)
+        vals_list = [
+            self._prepare_vals_from_event(conversation, item.event, item.log)
+            for (item, conversation), is_new in zip(pairs, new, strict=True)
+            if is_new
+        ]
+        messages = iter(self._create_once(vals_list))
+        if any(vals.get("media_state") == "pending" for vals in vals_list):
+            self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()
+        return [next(messages) or None if is_new else None for is_new in new]
+
+    @api.model
+    def _create_once(self, vals_list):
+        """Create messages in one INSERT; when one of them was stored meanwhile by a concurrent
+        transaction (committed after this one started, so invisible to the search), create them
+        one by one instead: that one is an empty recordset in the result, a redelivery."""
         try:
             with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                message = self.create(self._prepare_vals_from_event(conversation, event, log))
+                return list(self.create(vals_list))
         except UniqueViolation:
-            return self.browse()
-        if event.media:
-            self.env.ref("visionmetrics_whatsapp.ir_cron_download_media")._trigger()
-        return message
+            if len(vals_list) == 1:
+                return [self.browse()]
+        return [message for vals in vals_list for message in self._create_once([vals])]
+
+    @api.model
+    def _apply_status_events(self, items):
+        """The inbox's handler of delivery statuses: the messages found in one search, each moved
+        forward (_apply_status). One (state, note) per item."""
+        messages = self.search(
+            [
+                ("integration_id", "in", list({item.integration.id for item in items})),
+                ("external_id", "in", list({item.event.message_id for item in items})),
+            ]
+        )
+        by_key = {(message.integration_id.id, message.external_id): message for message in messages}
+        results = []
+        for item in items:
+            event = item.event
+            message = by_key.get((item.integration.id, event.message_id))
+            if not message:
+                note = self.env._(
+                    "Status %(status)s for unknown message %(id)s.", status=event.status, id=event.message_id
+                )
+                results.append(("ignored", note))
+                continue
+            message._apply_status(event.status, event.error)
+            results.append(("processed", False))
+        return results
 
     def _apply_status(self, status, error=None):
         """Apply a delivery status if it moves the message forward."""

@@ -226,6 +226,38 @@ class VmWhatsappSession(models.Model):
         elif state == "expired":
             _logger.info("WhatsApp QR expired: integration %s, session %s", integration.id, self.id)
 
+    # ------------------------------------------------------------------ inbox
+
+    @api.model
+    def _apply_session_events(self, items):
+        """The inbox's handler of QR codes and connection updates, in arrival order (a QR code
+        then the connection that follows its scan): each applied to the session it names, else
+        to the integration's open or connected session. One (state, note) per item."""
+        results = []
+        for item in items:
+            event = item.event
+            sessions = item.integration.session_ids
+            session = (
+                sessions.filtered(lambda s, name=event.session: name and s.external_id == name)[:1]
+                or sessions.filtered(lambda s: s.state in (*OPEN_STATES, "connected"))[:1]
+            )
+            if not session:
+                note = (
+                    self.env._("QR code with no session waiting for it.")
+                    if event.kind == "qr"
+                    else self.env._("Connection update with no session to apply it to.")
+                )
+                results.append(("ignored", note))
+                continue
+            if event.kind == "qr":
+                session._apply_qr_update(
+                    qr_code=event.qr_code, qr_image=event.qr_image, pairing_code=event.pairing_code
+                )
+            else:
+                session._apply_connection_update(event.state, phone=event.phone, reason=event.reason)
+            results.append(("processed", False))
+        return results
+
     # ------------------------------------------------------------------ checks
 
     def _check_with_provider(self, provider=None):

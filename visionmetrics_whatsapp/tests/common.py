@@ -5,11 +5,22 @@ from unittest.mock import patch
 from odoo.tests import HttpCase, TransactionCase, new_test_user
 from odoo.tools import config
 
+from ..models.vm_whatsapp_inbox import LANES
 from . import payloads
 
 # Fixed test keys (32 bytes each), never used outside tests.
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
 TEST_KEY_PREVIOUS = "70" * 32  # hex form
+
+
+def process_inbox(env, batch_size=100):
+    """Run every lane's inbox cron until no request is received (bounded)."""
+    Inbox, Log = env["vm.whatsapp.inbox"], env["vm.whatsapp.webhook.log"]
+    for _round in range(100):
+        for lane in range(LANES):
+            Inbox._cron_process(lane, batch_size=batch_size)
+        if not Log.search_count([("state", "=", "received")]):
+            return
 
 
 class WhatsAppCase(TransactionCase):
@@ -71,7 +82,8 @@ class WhatsAppHttpCase(HttpCase, WhatsAppCase):
         return response
 
     def _process_inbox(self):
-        self.env["vm.whatsapp.webhook.log"]._cron_process_received()
+        """Apply every received request, lane by lane, as the cron workers would."""
+        process_inbox(self.env)
 
     def _post_signed(self, integration, body, **kwargs):
         secret = integration._get_secret("webhook_secret")

@@ -109,3 +109,18 @@ def sign(provider_code, secret, body):
             "X-Webhook-Hmac-Algorithm": "sha512",
         }
     return {"X-VM-Webhook-Secret": secret}  # evolution, dialog360
+
+
+def evolution_connection(instance, state, date_time, status_reason=200):
+    """A connection.update as Evolution API 2.3.6 posts it (its instance token in ``apikey``)."""
+    return dump(
+        {
+            "event": "connection.update",
+            "instance": instance,
+            "data": {"instance": instance, "state": state, "statusReason": status_reason},
+            "destination": "https://odoo.example.com/vm_whatsapp/webhook/evolution/x",
+            "date_time": date_time,
+            "server_url": "http://127.0.0.1:18080",
+            "apikey": "INSTANCE-TOKEN-REDACTED",
+        }
+    )

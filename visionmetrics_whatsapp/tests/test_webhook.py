@@ -6,10 +6,12 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
+from ..models.vm_whatsapp_inbox import LANE_CRON
 from . import payloads
 from .common import WhatsAppHttpCase
 
 CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
+INBOX_LOGGER = "odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_inbox"
 
 
 @tagged("post_install", "-at_install")
@@ -226,8 +228,8 @@ class TestWebhookIngest(WhatsAppHttpCase):
     def test_reprocess_failed_request(self):
         body = self._sandbox_message(self.sandbox, "5511966660000", "oi", message_id="sbx-retry")
         with (
-            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute", side_effect=ValueError("boom")),
-            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute_all", side_effect=ValueError("boom")),
+            mute_logger(INBOX_LOGGER),
         ):
             response = self._post_signed(self.sandbox, body)
         self.assertEqual(response.status_code, 200, "stored: the retry is ours, not the provider's")
@@ -243,25 +245,31 @@ class TestWebhookIngest(WhatsAppHttpCase):
     def test_retry_cron_processes_failed_requests(self):
         body = self._sandbox_message(self.sandbox, "5511966661111", "oi", message_id="sbx-cron")
         with (
-            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute", side_effect=ValueError("boom")),
-            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+            patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute_all", side_effect=ValueError("boom")),
+            mute_logger(INBOX_LOGGER),
         ):
             self._post_signed(self.sandbox, body)
         log = self._last_log()
-        with patch.object(self.env.cr, "commit"):
-            self.env["vm.whatsapp.webhook.log"]._cron_retry_failed()
-        self.assertEqual(log.state, "processed")
-        self.assertEqual(log.attempt_count, 2)
+        self.assertEqual(log.state, "failed")
+        self.assertTrue(log.next_attempt_at, "a retry is scheduled")
+        self.env["vm.whatsapp.inbox"]._cron_retry_failed()
+        self.assertEqual(log.state, "failed", "not before its retry is due")
+        log.next_attempt_at = fields.Datetime.now() - timedelta(seconds=1)
+        self.env["vm.whatsapp.inbox"]._cron_retry_failed()
+        self.assertEqual(log.state, "received", "queued again")
+        self._process_inbox()
+        self.assertEqual((log.state, log.attempt_count, log.next_attempt_at), ("processed", 2, False))
 
     def test_old_logs_are_vacuumed_but_deduplication_remains(self):
         body = self._sandbox_message(self.sandbox, "5511955550000", "oi", message_id="sbx-old")
         self._post_signed(self.sandbox, body)
         log = self._last_log()
         log.received_at = fields.Datetime.now() - timedelta(days=31)
-        failed = log.copy({"state": "failed", "received_at": fields.Datetime.now() - timedelta(days=40)})
+        old = fields.Datetime.now() - timedelta(days=40)
+        retrying = log.copy({"state": "failed", "received_at": old, "next_attempt_at": fields.Datetime.now()})
         self.env["vm.whatsapp.webhook.log"]._gc_old_logs()
         self.assertFalse(log.exists())
-        self.assertTrue(failed.exists(), "failed requests are kept until processed")
+        self.assertTrue(retrying.exists(), "a failed request waiting for its retry is kept")
         message = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-old")])
         self.assertTrue(message)
         self._post_signed(self.sandbox, body)
@@ -291,7 +299,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         log = self._store("5511911110000", "oi", "inbox-1")
         self.assertEqual((log.state, log.signature, log.event_type), ("received", "valid", "message"))
         self.assertFalse(self._messages("inbox-1"))
-        self.Log._cron_process_received()
+        self._process_inbox()
         self.assertEqual((log.state, log.attempt_count), ("processed", 1))
         self.assertEqual(self._messages("inbox-1").webhook_log_id, log)
 
@@ -309,7 +317,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         status = provider.build_status_payload("sbx-inbox", "inbox-out", "delivered")
         self._post_signed(self.sandbox, status, process=False)
         logs |= self.Log.search([("state", "=", "received")], order="id desc", limit=2).sorted("id")
-        self.Log._cron_process_received()
+        self._process_inbox()
         self.assertEqual(logs.mapped("state"), ["processed", "duplicate", "processed", "processed", "processed"])
         conversations = self.env["vm.whatsapp.conversation"].search([("integration_id", "=", self.sandbox.id)])
         self.assertEqual(len(conversations), 1, "two new messages of one contact in a batch: one conversation")
@@ -321,32 +329,32 @@ class TestWebhookInbox(WhatsAppHttpCase):
         good = self._store("5511911113333", "oi", "inbox-good")
         bad = self._store("5511911114444", "oi", "inbox-bad")
         Conversation = type(self.env["vm.whatsapp.conversation"])
-        register = Conversation._register_message
+        register = Conversation._register_messages
 
-        def fail_for_bad(conversation, message, event):
-            if message.external_id == "inbox-bad":
+        def fail_for_bad(conversation, stored):
+            if any(message.external_id == "inbox-bad" for _conversation, message, _event in stored):
                 raise ValueError("poison")
-            return register(conversation, message, event)
+            return register(conversation, stored)
 
         with (
-            patch.object(Conversation, "_register_message", fail_for_bad),
-            mute_logger("odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_webhook_log"),
+            patch.object(Conversation, "_register_messages", fail_for_bad),
+            mute_logger(INBOX_LOGGER),
         ):
-            self.Log._cron_process_received()
+            self._process_inbox()
         self.assertEqual((good.state, bad.state), ("processed", "failed"))
         self.assertIn("poison", bad.error)
         self.assertEqual(len(self._messages("inbox-good", "inbox-bad")), 1)
 
     def test_a_message_stored_concurrently_makes_the_batch_fall_back(self):
         first = self._store("5511911117777", "oi", "inbox-race")
-        self.Log._cron_process_received()
+        self._process_inbox()
         again = self._store("5511911117777", "oi", "inbox-race")
         other = self._store("5511911117777", "tudo bem?", "inbox-race-2")
         Message = type(self.env["vm.whatsapp.message"])
         # The batch does not see the stored message (as when a concurrent transaction stored it
         # after the batch's snapshot): its INSERT fails on the unique key.
         with patch.object(Message, "search_fetch", lambda self, *args, **kwargs: self.browse()):
-            self.Log._cron_process_received()
+            self._process_inbox()
         self.assertEqual((first.state, again.state, other.state), ("processed", "duplicate", "processed"))
         self.assertEqual(len(self._messages("inbox-race", "inbox-race-2")), 2)
 
@@ -359,20 +367,21 @@ class TestWebhookInbox(WhatsAppHttpCase):
         # naming it (the column has no foreign key).
         stale = self.Log._receive(endpoint, "sandbox", body, {}, "127.0.0.1", signature="valid", event_type="message")
         good = self._store("5511911118888", "oi", "inbox-alive")
-        self.Log._cron_process_received()
-        self.assertEqual(
-            (stale.state, stale.integration_id, stale.error),
-            ("failed", doomed.browse(), self.Log._no_integration_error()),
-        )
+        self._process_inbox()
+        self.assertEqual((stale.state, stale.integration_id, stale.next_attempt_at), ("failed", doomed.browse(), False))
+        self.assertIn(self.Log._no_integration_error(), stale.error, "permanent: not retried")
         self.assertEqual(good.state, "processed")
         self.assertFalse(self._messages("inbox-doomed"))
 
     def test_the_cron_reports_what_remains(self):
         for i in range(3):
             self._store("5511911115555", f"msg {i}", f"inbox-p{i}")
-        cron = self.env.ref("visionmetrics_whatsapp.ir_cron_process_webhook_logs")
+        lane = self._last_log().lane
+        received = self.Log.search([("state", "=", "received")])
+        self.assertEqual(received.mapped("lane"), [lane] * 3, "one contact, one lane")
+        cron = self.env.ref(LANE_CRON % lane)
         cron, progress = cron._add_progress()
-        self.Log.with_context(cron.env.context)._cron_process_received(batch_size=2)
+        self.env["vm.whatsapp.inbox"].with_context(cron.env.context)._cron_process(lane, batch_size=2)
         self.assertEqual((progress.done, progress.remaining), (2, 1))
         self.assertEqual(self.Log.search_count([("state", "=", "received")]), 1)
 

@@ -1,0 +1,251 @@
+"""The inbox: applies the webhook requests that the webhook route stored (DESIGN §5, §12).
+
+A request waits in vm.whatsapp.webhook.log as ``received``, in one of ``LANES`` lanes chosen
+when it arrived from its contact (or its session for connection events): each lane has its own
+scheduled action, so Odoo's cron workers, on one server or several sharing the database, apply
+lanes at the same time, while the requests of one contact, always in one lane, are applied in
+the order they arrived. A batch of a lane, top to bottom:
+
+1. claim the lane's oldest received requests (``FOR UPDATE SKIP LOCKED``);
+2. parse each request's events with its provider adapter, and set aside those not to apply;
+3. apply the events kind by kind, each kind by the model it changes, all the events of that
+   kind in the batch at once (``HANDLERS``);
+4. record each request's outcome on its log.
+
+If anything in steps 2-3 raises, the batch is undone and applied again request by request (a
+batch of one each): the failing request ends ``failed`` with its error and the others are
+applied. Only transient database errors (serialization failure, lock, lost connection) give
+the whole batch back to the cron, which runs it again. Failed requests are queued again by the
+retry cron after a growing delay, a bounded number of times (see the webhook log).
+"""
+
+import logging
+import zlib
+from collections import defaultdict
+
+import psycopg2
+from psycopg2 import errors as pg_errors
+
+from odoo import SUPERUSER_ID, api, fields, models
+from odoo.modules.registry import Registry
+from odoo.tools import SQL
+
+from ..providers import WebhookPayloadError
+from ..tools.coalesce import Coalescer
+from ..tools.text import clean_text
+
+_logger = logging.getLogger(__name__)
+
+LANES = 4  # scheduled actions applying requests in parallel (one per cron worker at most)
+BATCH_SIZE = 100  # requests per transaction
+LANE_CRON = "visionmetrics_whatsapp.ir_cron_inbox_lane_%s"
+
+# Event kind -> (model, method) that applies every event of that kind of a batch and returns
+# one (state, note) per event, state being processed, duplicate or ignored. Handlers run in
+# this order (a message before the statuses that follow it); kinds sharing a handler reach it
+# together, in arrival order (a QR code and the connection that follows it).
+HANDLERS = {
+    "message": ("vm.whatsapp.conversation", "_apply_message_events"),
+    "status": ("vm.whatsapp.message", "_apply_status_events"),
+    "qr": ("vm.whatsapp.session", "_apply_session_events"),
+    "connection": ("vm.whatsapp.session", "_apply_session_events"),
+}
+
+# Database errors that say "try again later", not "this request is bad".
+TRANSIENT_ERRORS = (
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.LockNotAvailable,
+    pg_errors.QueryCanceled,
+    psycopg2.InterfaceError,
+)
+
+
+def is_transient(error):
+    """True for a database error after which the same work may succeed: a concurrency error, a
+    lock or statement time-out, a lost connection (an OperationalError with no SQLSTATE)."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, psycopg2.OperationalError) and not getattr(error, "pgcode", None)
+
+
+def _trigger_lanes(dbname):
+    """Make every lane's cron due and wake the cron workers (one trigger INSERT, one NOTIFY)."""
+    with Registry(dbname).cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        for lane in range(LANES):
+            cron = env.ref(LANE_CRON % lane, raise_if_not_found=False)
+            if cron:
+                cron._trigger()
+
+
+# Run after the commit of the requests that wait: one wake-up for all the requests of a quarter
+# second in this process rather than one per request, which cost as much as storing the request.
+_wake_lanes = Coalescer(_trigger_lanes, delay=0.25)
+
+
+class InboxItem:
+    """One event of a request, as a handler receives it."""
+
+    __slots__ = ("event", "integration", "log")
+
+    def __init__(self, log, integration, event):
+        self.log, self.integration, self.event = log, integration, event
+
+
+class VmWhatsappInbox(models.AbstractModel):
+    _name = "vm.whatsapp.inbox"
+    _description = "WhatsApp Inbox"
+
+    # ------------------------------------------------------------------ arrival
+
+    @api.model
+    def _lane(self, integration_id, events):
+        """The lane of a request: that of its first message's contact (or a status's message or
+        recipient), else of its session, so that one contact's requests share a lane."""
+        key = next(
+            (
+                getattr(event, "contact_identity", None) or getattr(event, "recipient", None)
+                for event in events
+                if event.kind in ("message", "status")
+            ),
+            None,
+        ) or next((event.session for event in events if event.session), "")
+        return zlib.crc32(f"{integration_id}:{key}".encode("utf-8", "replace")) % LANES
+
+    @api.model
+    def _wake_up(self):
+        """Wake the lanes up after the current transaction commits."""
+        dbname = self.env.cr.dbname
+        self.env.cr.postcommit.add(lambda: _wake_lanes(dbname))
+
+    # ------------------------------------------------------------------ scheduled
+
+    @api.model
+    def _cron_process(self, lane=0, batch_size=BATCH_SIZE):
+        """A lane's cron: apply one batch of its oldest received requests.
+
+        While requests remain, Odoo runs the next batch at once (the cron progress API), but only
+        10 batches in a row: then the cron worker sleeps until something wakes it up, or a minute.
+        So a batch that leaves requests behind wakes the lanes up again after its commit, and a
+        backlog (a burst, an outage of the cron workers) drains without pausing."""
+        logs = self._claim(lane, batch_size)
+        self._apply(logs)
+        remaining = self.env["vm.whatsapp.webhook.log"].search_count(
+            [("state", "=", "received"), ("lane", "=", lane)], limit=100000
+        )
+        self.env["ir.cron"]._notify_progress(done=len(logs), remaining=remaining)
+        if remaining:
+            self._wake_up()
+
+    @api.model
+    def _cron_retry_failed(self):
+        """Queue again the failed requests whose retry is due (see the webhook log's backoff)."""
+        Log = self.env["vm.whatsapp.webhook.log"]
+        due = Log.search(
+            [("state", "=", "failed"), ("next_attempt_at", "<=", fields.Datetime.now())], order="id", limit=5000
+        )
+        if due:
+            due.write({"state": "received", "next_attempt_at": False})
+            _logger.info("WhatsApp inbox: %s failed webhook requests queued again", len(due))
+            self._wake_up()
+
+    @api.model
+    def _claim(self, lane, limit):
+        """The oldest received requests of ``lane``, locked; requests that another transaction
+        holds (the Reprocess button, another server's cron) are left to it."""
+        Log = self.env["vm.whatsapp.webhook.log"]
+        Log.flush_model(["state", "lane"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM %s WHERE state = 'received' AND lane = %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                SQL.identifier(Log._table),
+                lane,
+                limit,
+            )
+        )
+        return Log.browse([row[0] for row in self.env.cr.fetchall()])
+
+    # ------------------------------------------------------------------ applying
+
+    @api.model
+    def _apply(self, logs):
+        """Apply the events of ``logs`` and record each one's outcome (the one path of every
+        request: the lanes' batches, Reprocess)."""
+        if not logs:
+            return
+        logs._record_outcomes(self._apply_isolated(logs))
+
+    @api.model
+    def _apply_isolated(self, logs):
+        """{log: (state, error)}; a batch that raises is applied again request by request."""
+        try:
+            with self.env.cr.savepoint():
+                return self._apply_batch(logs)
+        except Exception as e:
+            if is_transient(e):
+                raise  # the cron runs the batch again
+            if len(logs) > 1:
+                _logger.info("WhatsApp inbox batch of %s requests failed; applying them one by one", len(logs))
+                outcomes = {}
+                for log in logs:
+                    outcomes.update(self._apply_isolated(log))
+                return outcomes
+            _logger.warning("WhatsApp webhook log %s failed", logs.id, exc_info=True)
+            return {logs: ("failed", clean_text(f"{type(e).__name__}: {e}", 2000))}
+
+    @api.model
+    def _apply_batch(self, logs):
+        """Parse, set aside, dispatch by kind and apply; {log: (state, error)}."""
+        outcomes = {}
+        notes = defaultdict(list)  # log -> [(state, note)] of its events
+        queues = defaultdict(list)  # handler -> [InboxItem], in arrival order
+        integrations = logs.integration_id.exists()
+        for log in logs.sorted("id"):
+            integration = log.integration_id
+            if not integration or integration not in integrations:
+                # deleted, maybe just after the request found it (the column has no foreign key)
+                log.integration_id = False
+                outcomes[log] = log._integration_deleted_outcome()
+                continue
+            try:
+                events = integration._get_parser().parse_events(log._body(), log._headers())
+            except WebhookPayloadError as e:
+                outcomes[log] = ("rejected", clean_text(str(e), 2000))
+                continue
+            log._set_event_type(events)
+            notes[log]  # a request with no event is "ignored", not missing
+            for event in events:
+                skipped = self._skip_reason(integration, event)
+                if skipped:
+                    notes[log].append(("ignored", skipped))
+                else:
+                    queues[HANDLERS[event.kind]].append(InboxItem(log, integration, event))
+        for handler in dict.fromkeys(HANDLERS.values()):
+            items = queues.get(handler)
+            if items:
+                model, method = handler
+                results = getattr(self.env[model], method)(items)
+                for item, result in zip(items, results, strict=True):
+                    notes[item.log].append(result)
+        for log, results in notes.items():
+            outcomes[log] = self._state_from_results(results)
+        return outcomes
+
+    @api.model
+    def _skip_reason(self, integration, event):
+        """Why an event is not applied (a note), or None: a kind no handler applies, a session
+        other than the integration's (e.g. two integrations sharing one Evolution instance)."""
+        if event.kind not in HANDLERS:
+            return self.env._("Event %(type)s is not handled.", type=getattr(event, "event_type", "") or event.kind)
+        if event.session and integration.external_id and event.session != integration.external_id:
+            if event.session not in integration.session_ids.mapped("external_id"):
+                return self.env._("Event for session %(session)s, not this integration's.", session=event.session)
+        return None
+
+    @api.model
+    def _state_from_results(self, results):
+        """A request's (state, error) from the (state, note) of its events."""
+        states = {state for state, _note in results}
+        state = next((state for state in ("processed", "duplicate") if state in states), "ignored")
+        return state, "\n".join(note for _state, note in results if note) or False

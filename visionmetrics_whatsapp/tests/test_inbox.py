@@ -1,0 +1,293 @@
+"""The inbox under hostile input (DESIGN §12): whatever a signed request holds, it ends with a
+state and a readable error, and the valid requests of every company around it are applied in
+the same pass of the lanes."""
+
+import json
+import secrets
+from datetime import timedelta
+from unittest.mock import patch
+
+from psycopg2 import errors as pg_errors
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from ..models.vm_whatsapp_inbox import LANES
+from ..models.vm_whatsapp_webhook_log import MAX_ATTEMPTS
+from . import payloads
+from .common import WhatsAppHttpCase
+
+INBOX_LOGGER = "odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_inbox"
+CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
+LONG = "9" * 3000
+NUL = "a\x00b"
+SURROGATE = "a\ud800b\udfffc"
+
+
+def sandbox_payload(session, sender, text="oi", message_id=None, name="Ana", event="message"):
+    message = {"id": message_id or secrets.token_hex(8), "from": sender, "name": name, "text": text, "type": "text"}
+    return {"event": event, "session": session, "message": message}
+
+
+def encode(payload):
+    """JSON with \\u escapes: a NUL or a lone surrogate travels as a provider would send it."""
+    return json.dumps(payload, ensure_ascii=True).encode()
+
+
+@tagged("post_install", "-at_install")
+class TestInboxIsolation(WhatsAppHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox_a = cls._create_integration("sandbox", external_id="sbx-iso-a")
+        cls.sandbox_b = cls._create_integration("sandbox", company=cls.company_b, external_id="sbx-iso-b")
+        cls.Log = cls.env["vm.whatsapp.webhook.log"]
+        cls.Message = cls.env["vm.whatsapp.message"]
+
+    def _send(self, integration, payload):
+        body = encode(payload)
+        headers = payloads.sign("sandbox", integration._get_secret("webhook_secret"), body)
+        response = self._post(integration, body, headers, process=False)
+        return response, self._last_log()
+
+    def _one_pass(self):
+        """Each lane's cron runs one batch, as the cron workers would on their next wake-up."""
+        for lane in range(LANES):
+            self.env["vm.whatsapp.inbox"]._cron_process(lane)
+
+    def _assert_poison_isolated(self, payload, expected_state):
+        """The poison, then valid messages of company A and company B: one pass applies the valid
+        ones, and the poison ends in ``expected_state`` with a readable error when failed."""
+        response, poison = self._send(self.sandbox_a, payload)
+        self.assertEqual(response.status_code, 200, "authenticated and parsable: stored")
+        message_a = secrets.token_hex(6)
+        message_b = secrets.token_hex(6)
+        valid_a = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922220001", message_id=message_a))[1]
+        valid_b = self._send(self.sandbox_b, sandbox_payload("sbx-iso-b", "5511922220002", message_id=message_b))[1]
+        with mute_logger(INBOX_LOGGER):
+            self._one_pass()
+        self.assertEqual((valid_a.state, valid_b.state), ("processed", "processed"))
+        self.assertEqual(len(self.Message.search([("external_id", "in", [message_a, message_b])])), 2)
+        self.assertEqual(poison.state, expected_state, poison.error)
+        self.assertFalse(self.Log.search_count([("state", "=", "received")]))
+        for text in (poison.error or "", poison.event_type or ""):
+            self.assertNotIn("\x00", text)
+            text.encode("utf-8")  # no lone surrogate
+        return poison
+
+    def test_poison_values_of_a_message_are_cleaned_and_the_message_kept(self):
+        cases = {
+            "oversized id": {"message_id": LONG},
+            "oversized sender": {"sender": "55" + LONG},
+            "NUL in id": {"message_id": NUL},
+            "NUL in sender": {"sender": "55119" + NUL},
+            "NUL in name": {"name": NUL},
+            "NUL in text": {"text": "oi\x00 tudo bem"},
+            "surrogate in id": {"message_id": SURROGATE},
+            "surrogate in sender": {"sender": "55119" + SURROGATE},
+            "surrogate in name": {"name": SURROGATE},
+            "surrogate in text": {"text": "oi " + SURROGATE},
+            "huge text": {"text": "x" * 200_000},
+        }
+        for name, values in cases.items():
+            with self.subTest(name):
+                values.setdefault("sender", "5511922229999")
+                poison = self._assert_poison_isolated(sandbox_payload("sbx-iso-a", **values), "processed")
+                message = poison.message_ids
+                self.assertEqual(len(message), 1, "the message itself is kept")
+                for value in (message.external_id, message.conversation_id.contact_identity, message.body or ""):
+                    self.assertNotIn("\x00", value)
+                    value.encode("utf-8")
+                self.assertLessEqual(len(message.external_id), 255)
+                self.assertLessEqual(len(message.conversation_id.contact_identity), 255)
+
+    def test_a_nul_in_the_text_is_stored_cleaned(self):
+        _response, log = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922223333", text="bom\x00 dia"))
+        self._one_pass()
+        self.assertEqual(log.message_ids.body, "bom dia")
+
+    def test_two_long_ids_sharing_a_prefix_stay_two_messages(self):
+        self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922224444", message_id=LONG + "1"))
+        self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922224444", message_id=LONG + "2"))
+        again = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922224444", message_id=LONG + "1"))[1]
+        self._one_pass()
+        conversation = self.env["vm.whatsapp.conversation"].search([("contact_identity", "=", "5511922224444")])
+        self.assertEqual(len(conversation.message_ids), 2)
+        self.assertEqual(again.state, "duplicate", "the bounded id is deterministic: deduplication holds")
+
+    def test_poison_session_and_event_type_end_ignored(self):
+        cases = {
+            "oversized session": sandbox_payload(LONG, "5511922225555"),
+            "NUL in session": sandbox_payload("sbx" + NUL, "5511922225555"),
+            "surrogate in session": sandbox_payload("sbx" + SURROGATE, "5511922225555"),
+            "NUL in event type": sandbox_payload("sbx-iso-a", "5511922225555", event="mess" + NUL),
+            "surrogate in event type": sandbox_payload("sbx-iso-a", "5511922225555", event="mess" + SURROGATE),
+            "oversized event type": sandbox_payload("sbx-iso-a", "5511922225555", event=LONG),
+        }
+        for name, payload in cases.items():
+            with self.subTest(name):
+                poison = self._assert_poison_isolated(payload, "ignored")
+                self.assertTrue(poison.error)
+                self.assertLess(len(poison.error), 3000)
+
+    def test_a_database_error_fails_one_request_not_the_inbox(self):
+        """A value PostgreSQL refuses (here a real index row over its size limit) fails that one
+        request with its reason; it is not mistaken for a transient error retried for ever."""
+        Message = type(self.Message)
+        prepare = Message._prepare_vals_from_event
+
+        def oversized(message_model, conversation, event, log):
+            vals = prepare(message_model, conversation, event, log)
+            if event.message_id == "poison-index":
+                vals["external_id"] = secrets.token_hex(6000)  # incompressible: over the index row limit
+            return vals
+
+        poison = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922226666", message_id="poison-index"))[1]
+        _response, good = self._send(self.sandbox_b, sandbox_payload("sbx-iso-b", "5511922226667"))
+        with patch.object(Message, "_prepare_vals_from_event", oversized), mute_logger(INBOX_LOGGER, "odoo.sql_db"):
+            self._one_pass()
+        self.assertEqual((poison.state, good.state), ("failed", "processed"))
+        self.assertIn("ProgramLimitExceeded", poison.error)
+        self.assertTrue(poison.next_attempt_at, "retried later, a bounded number of times")
+
+    def test_a_transient_error_gives_the_batch_back_to_the_cron(self):
+        _response, log = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", "5511922227777"))
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        with (
+            patch.object(Conversation, "_get_or_create_for_events", side_effect=pg_errors.SerializationFailure()),
+            self.assertRaises(pg_errors.SerializationFailure),
+        ):
+            self.env["vm.whatsapp.inbox"]._cron_process(log.lane)
+        self.assertEqual(log.state, "received", "applied by the cron's next run")
+
+    def test_odd_bytes_in_urls(self):
+        token = self.sandbox_a.webhook_token
+        for path in (
+            "/vm_whatsapp/webhook/sandbox/%00",
+            f"/vm_whatsapp/webhook/sandbox/{token}%00",
+            f"/vm_whatsapp/webhook/sand%00box/{token}",
+            "/vm_whatsapp/webhook/sandbox/%FF%FE" + "a" * 20,
+            "/vm_whatsapp/webhook/%ED%A0%80/" + "a" * 20,
+        ):
+            with self.subTest(path), mute_logger(CONTROLLER_LOGGER):
+                before = self.Log.search_count([])
+                response = self.url_open(path, data=b"{}", headers={"Content-Type": "application/json"})
+                self.assertIn(response.status_code, (400, 404))
+                self.assertEqual(self.Log.search_count([]), before + 1, "a log row for the webhook route")
+                self.assertEqual(self._last_log().state, "rejected")
+        for path in (
+            "/vm_whatsapp/sandbox/%00/scan",
+            "/vm_whatsapp/sandbox/%FF/scan",
+            f"/vm_whatsapp/sandbox/{LONG}/scan",
+        ):
+            with self.subTest(path):
+                self.assertEqual(self.url_open(path).status_code, 404)
+
+
+@tagged("post_install", "-at_install")
+class TestInboxRetries(WhatsAppHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = cls._create_integration("sandbox", external_id="sbx-retry")
+        cls.Log = cls.env["vm.whatsapp.webhook.log"]
+        cls.Inbox = cls.env["vm.whatsapp.inbox"]
+
+    def _store(self, message_id):
+        body = self._sandbox_message(self.sandbox, "5511933330000", "oi", message_id=message_id)
+        self._post_signed(self.sandbox, body, process=False)
+        return self._last_log()
+
+    def _retry_now(self, log):
+        log.next_attempt_at = fields.Datetime.now() - timedelta(seconds=1)
+        self.Inbox._cron_retry_failed()
+        self._process_inbox()
+
+    def test_retries_are_spaced_out_and_bounded(self):
+        log = self._store("retry-bounded")
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        delays = []
+        with patch.object(Conversation, "_attribute_all", side_effect=ValueError("boom")), mute_logger(INBOX_LOGGER):
+            self._process_inbox()
+            while log.next_attempt_at and len(delays) < 20:
+                delays.append(round((log.next_attempt_at - log.processed_at).total_seconds() / 60))
+                self._retry_now(log)
+        self.assertEqual(delays, [2**i for i in range(MAX_ATTEMPTS - 1)], "1, 2, 4, ... minutes")
+        self.assertEqual((log.state, log.attempt_count), ("failed", MAX_ATTEMPTS))
+        self.assertIn("boom", log.error)
+        self.assertIn(str(MAX_ATTEMPTS), log.error, "says it gave up")
+        self.assertEqual(self.sandbox.failed_webhook_count, 1, "counted on the integration")
+        settings = self.env["res.config.settings"].create({})
+        self.assertEqual(settings.vm_whatsapp_failed_webhook_count, 1, "and in Settings")
+        self.Inbox._cron_retry_failed()
+        self.assertEqual(log.state, "failed", "no retry after the last one")
+
+    def test_a_deleted_integration_is_not_retried(self):
+        doomed = self._create_integration("sandbox", external_id="sbx-doomed-retry")
+        body = self._sandbox_message(doomed, "5511933331111", "oi", message_id="retry-doomed")
+        self._post_signed(doomed, body, process=False)
+        log = self._last_log()
+        doomed.unlink()
+        self._process_inbox()
+        self.assertEqual((log.state, log.next_attempt_at, log.attempt_count), ("failed", False, 1))
+        self.Inbox._cron_retry_failed()
+        self._process_inbox()
+        self.assertEqual(log.attempt_count, 1, "never applied again")
+
+    def test_failed_requests_are_vacuumed_after_the_retention(self):
+        log = self._store("retry-vacuum")
+        with patch.object(type(self.env["vm.whatsapp.conversation"]), "_attribute_all", side_effect=ValueError("x")):
+            with mute_logger(INBOX_LOGGER):
+                self._process_inbox()
+        self.assertEqual(log.state, "failed")
+        old = fields.Datetime.now() - timedelta(days=40)
+        waiting = log.copy({"state": "failed", "received_at": old, "next_attempt_at": log.next_attempt_at})
+        given_up = log.copy({"state": "failed", "received_at": old, "next_attempt_at": False})
+        recent = log.copy({"state": "failed", "next_attempt_at": False})
+        self.Log._gc_old_logs()
+        self.assertEqual((waiting.exists(), given_up.exists(), recent.exists()), (waiting, self.Log, recent))
+
+
+@tagged("post_install", "-at_install")
+class TestInboxFloods(WhatsAppHttpCase):
+    """A gateway in a reconnect loop posts the same connection update twice a second, for ever
+    (a real Evolution API 2.3.6 whose instance cannot reach WhatsApp)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.evolution = cls._create_integration(
+            "evolution", api_base_url="https://evo.example.com", external_id="odoo-loop", api_key="global-key"
+        )
+        cls.session = cls.env["vm.whatsapp.session"].create(
+            {"integration_id": cls.evolution.id, "external_id": "odoo-loop", "state": "qr_ready"}
+        )
+        cls.Log = cls.env["vm.whatsapp.webhook.log"]
+
+    def _connection_update(self, state, second):
+        return payloads.evolution_connection("odoo-loop", state, f"2026-12-01T10:00:{second:02d}.000Z")
+
+    def test_identical_connection_updates_are_stored_once_per_change_of_state(self):
+        before = self.Log.search_count([])
+        for second in range(40):
+            response = self._post_signed(self.evolution, self._connection_update("connecting", second))
+            self.assertEqual(response.status_code, 200)
+        self.assertEqual(self.Log.search_count([]), before + 1, "40 identical updates, one row")
+        log = self._last_log()
+        self.assertEqual((log.repeat_count, log.state), (39, "processed"))
+        self.assertTrue(log.last_repeat_at)
+        # A change of state is stored and applied, then its repeats are counted again.
+        self._post_signed(self.evolution, self._connection_update("open", 41))
+        self._post_signed(self.evolution, self._connection_update("open", 42))
+        self.assertEqual(self.Log.search_count([]), before + 2)
+        self.assertEqual((self.session.state, self._last_log().repeat_count), ("connected", 1))
+        self._post_signed(self.evolution, self._connection_update("connecting", 43))
+        self.assertEqual(self.Log.search_count([]), before + 3, "connecting again after open is a change")
+
+    def test_messages_are_never_collapsed(self):
+        before = self.Log.search_count([])
+        for i in range(3):
+            body = payloads.evolution_text("odoo-loop", "5511987650000@s.whatsapp.net", "oi", f"LOOP-{i}")
+            self._post_signed(self.evolution, body)
+        self.assertEqual(self.Log.search_count([]), before + 3)
