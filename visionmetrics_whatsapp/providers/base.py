@@ -3,7 +3,8 @@
 Adapters are plain classes with no Odoo import: the addon builds one from an integration's
 settings (``vm.whatsapp.integration._get_provider()``) and calls the methods below. All HTTP goes
 through ``_request()``, which always sets a timeout, adds the provider's auth headers and maps
-failures to :mod:`.exceptions`.
+failures to :mod:`.exceptions`. Webhook bodies reach the addon through ``parse_events()``, which
+cleans what each adapter's ``parse_webhook()`` returns: the addon never calls ``parse_webhook()``.
 """
 
 import hmac
@@ -110,8 +111,17 @@ class WhatsAppProvider:
         or ``SIGNATURE_MISSING``. Fails closed: with no ``webhook_secret`` nothing is valid."""
         raise NotImplementedError
 
+    def parse_events(self, body, headers=None):
+        """The events of a raw body (bytes), cleaned for storage: what the addon calls, never
+        :meth:`parse_webhook` directly. Values from a provider can hold NUL characters, lone
+        surrogates or ids longer than an index row; every event goes through
+        :meth:`.events.WebhookEvent.sanitized`. Raises :class:`.exceptions.WebhookPayloadError`
+        (and nothing else) for a malformed body."""
+        return [event.sanitized() for event in self.parse_webhook(body, headers)]
+
     def parse_webhook(self, body, headers=None):
-        """Turn a raw body (bytes) into a list of :mod:`.events` objects. Raises
+        """Turn a raw body (bytes) into a list of :mod:`.events` objects, as the provider gave
+        them (the addon calls :meth:`parse_events`, which cleans them). Raises
         :class:`.exceptions.WebhookPayloadError` (and nothing else) for a malformed body; an event
         this adapter does not handle becomes an ``UnknownEvent``."""
         raise NotImplementedError

@@ -1,11 +1,29 @@
 """Normalized webhook events.
 
 ``parse_webhook`` of every provider turns a raw body into a list of these objects, so the
-addon's ingest code never looks at a provider's payload shape.
+addon's ingest code never looks at a provider's payload shape. ``sanitized()`` makes an event's
+values safe to store: no NUL or lone surrogate in any string, ids bounded to what an index holds,
+texts to a sane length, enumerated values within their vocabulary, timestamps within reason.
 """
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from ..tools.text import (
+    EVENT_TYPE_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    PAIRING_CODE_MAX_LENGTH,
+    PHONE_MAX_LENGTH,
+    QR_CODE_MAX_LENGTH,
+    QR_IMAGE_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
+    bounded_id,
+    clean_json,
+    clean_text,
+)
+from .exceptions import WebhookPayloadError
 
 # Normalized message types (the selection of ``vm.whatsapp.message.message_type``).
 MESSAGE_TYPES = (
@@ -24,6 +42,10 @@ MESSAGE_TYPES = (
 MESSAGE_STATUSES = ("pending", "sent", "delivered", "read", "failed")
 # Normalized session states (the selection of ``vm.whatsapp.session.state``).
 SESSION_STATES = ("pending", "qr_ready", "connected", "expired", "failed", "closed")
+# Timestamps outside this range are a provider's mistake (or an attack), not a date to store.
+TIMESTAMP_MIN = datetime(1970, 1, 1)
+TIMESTAMP_MAX = datetime(2100, 1, 1)
+_E164 = re.compile(r"\+[0-9]{6,15}")
 
 
 @dataclass
@@ -35,6 +57,12 @@ class WebhookEvent:
     session: str | None = None
 
     kind = "unknown"
+
+    def sanitized(self):
+        """A copy of this event whose values can be stored as they are (see the module's
+        docstring). Raises :class:`.exceptions.WebhookPayloadError` when a required id holds
+        nothing once cleaned."""
+        return replace(self, session=bounded_id(self.session) or None)
 
 
 @dataclass
@@ -55,6 +83,21 @@ class InboundMessage(WebhookEvent):
 
     kind = "message"
 
+    def sanitized(self):
+        return replace(
+            super().sanitized(),
+            message_id=_required_id(self.message_id, "message id"),
+            contact_identity=_required_id(self.contact_identity, "contact identity"),
+            contact_phone=_phone(self.contact_phone),
+            contact_name=_optional_text(self.contact_name, NAME_MAX_LENGTH),
+            text=clean_text(self.text, TEXT_MAX_LENGTH),
+            message_type=self.message_type if self.message_type in MESSAGE_TYPES else "other",
+            media=clean_json(self.media) if isinstance(self.media, dict) else None,
+            timestamp=_timestamp(self.timestamp),
+            from_me=self.from_me is True,
+            is_group=self.is_group is True,
+        )
+
 
 @dataclass
 class StatusUpdate(WebhookEvent):
@@ -68,6 +111,18 @@ class StatusUpdate(WebhookEvent):
 
     kind = "status"
 
+    def sanitized(self):
+        """No status is harmless to guess: one outside MESSAGE_STATUSES makes an UnknownEvent."""
+        if self.status not in MESSAGE_STATUSES:
+            return UnknownEvent(session=self.session, event_type=self.kind).sanitized()
+        return replace(
+            super().sanitized(),
+            message_id=_required_id(self.message_id, "message id"),
+            timestamp=_timestamp(self.timestamp),
+            error=_optional_text(self.error, REASON_MAX_LENGTH),
+            recipient=bounded_id(self.recipient) or None,
+        )
+
 
 @dataclass
 class ConnectionUpdate(WebhookEvent):
@@ -78,6 +133,16 @@ class ConnectionUpdate(WebhookEvent):
     reason: str | None = None
 
     kind = "connection"
+
+    def sanitized(self):
+        """No state is harmless to guess: one outside SESSION_STATES makes an UnknownEvent."""
+        if self.state not in SESSION_STATES:
+            return UnknownEvent(session=self.session, event_type=self.kind).sanitized()
+        return replace(
+            super().sanitized(),
+            phone=_phone(self.phone),
+            reason=_optional_text(self.reason, REASON_MAX_LENGTH),
+        )
 
 
 @dataclass
@@ -90,6 +155,15 @@ class QrUpdate(WebhookEvent):
 
     kind = "qr"
 
+    def sanitized(self):
+        """A QR payload, image or pairing code cut short is useless: one too long is dropped."""
+        return replace(
+            super().sanitized(),
+            qr_code=_whole(self.qr_code, QR_CODE_MAX_LENGTH),
+            qr_image=_whole(self.qr_image, QR_IMAGE_MAX_LENGTH),
+            pairing_code=_whole(self.pairing_code, PAIRING_CODE_MAX_LENGTH),
+        )
+
 
 @dataclass
 class UnknownEvent(WebhookEvent):
@@ -99,6 +173,41 @@ class UnknownEvent(WebhookEvent):
     raw: dict = field(default_factory=dict)
 
     kind = "unknown"
+
+    def sanitized(self):
+        """``raw`` is dropped: the webhook log keeps the body as received."""
+        event_type = clean_text(self.event_type, EVENT_TYPE_MAX_LENGTH)
+        return replace(super().sanitized(), event_type=event_type if isinstance(event_type, str) else "", raw={})
+
+
+def _required_id(value, what):
+    value = bounded_id(value)
+    if not value:
+        raise WebhookPayloadError(f"The {what} is empty or holds only control characters.")
+    return value
+
+
+def _optional_text(value, max_length):
+    return clean_text(value, max_length) or None
+
+
+def _whole(value, max_length):
+    """``value`` cleaned, or None when it is empty or longer than ``max_length``."""
+    value = clean_text(value)
+    return value if isinstance(value, str) and 0 < len(value) <= max_length else None
+
+
+def _phone(value):
+    """An E.164 number, or None for anything else."""
+    value = _whole(value, PHONE_MAX_LENGTH)
+    return value if value and _E164.fullmatch(value) else None
+
+
+def _timestamp(value):
+    """A naive datetime within TIMESTAMP_MIN..TIMESTAMP_MAX, else None."""
+    if isinstance(value, datetime) and value.tzinfo is None and TIMESTAMP_MIN <= value <= TIMESTAMP_MAX:
+        return value
+    return None
 
 
 @dataclass
