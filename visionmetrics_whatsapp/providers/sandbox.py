@@ -163,6 +163,7 @@ class SandboxProvider(WhatsAppProvider):
             status=value,
             timestamp=epoch_to_utc(status.get("timestamp")),
             error=as_text(status.get("error")),
+            recipient=as_text(status.get("to")),
         )
 
     # ------------------------------------------------------------------ messages
@@ -192,10 +193,11 @@ class SandboxProvider(WhatsAppProvider):
         return _dump({"event": "message", "session": session, "message": message})
 
     @staticmethod
-    def build_status_payload(session, message_id, status, timestamp=None, error=None):
-        """Body (bytes) of a status webhook."""
+    def build_status_payload(session, message_id, status, timestamp=None, error=None, recipient=None):
+        """Body (bytes) of a status webhook; ``recipient`` is the contact the message went to."""
         status_obj = {
             "id": message_id,
+            "to": recipient,
             "status": status,
             "timestamp": _epoch_seconds(timestamp),
             "error": error,

@@ -314,7 +314,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         logs |= self._store("5511911112222", "segunda", "inbox-b")
         body = payloads.dump(outbound)
         self._post_signed(self.sandbox, body, process=False)
-        status = provider.build_status_payload("sbx-inbox", "inbox-out", "delivered")
+        status = provider.build_status_payload("sbx-inbox", "inbox-out", "delivered", recipient="5511911112222")
         self._post_signed(self.sandbox, status, process=False)
         logs |= self.Log.search([("state", "=", "received")], order="id desc", limit=2).sorted("id")
         self._process_inbox()
