@@ -123,6 +123,13 @@ class CrmLead(models.Model):
                 "user_id": False,
                 "type": lead_type,
             }
+        # The first open stage, found once per team rather than once per lead (crm's compute).
+        stages = {}
+        for vals in vals_by_key.values():
+            team_id = vals.get("team_id") or False
+            if team_id not in stages:
+                stages[team_id] = self._stage_find(team_id=team_id, domain=[("fold", "=", False)]).id
+            vals["stage_id"] = stages[team_id]
         by_key = {}
         Lead = self.with_context(tracking_disable=True, mail_create_nolog=True, mail_create_nosubscribe=True)
         for company_id in {vals["company_id"] for vals in vals_by_key.values()}:

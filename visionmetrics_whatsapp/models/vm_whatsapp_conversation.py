@@ -123,6 +123,12 @@ class VmWhatsappConversation(models.Model):
             key = (integration.id, event.contact_identity)
             if key not in conversations and key not in new:
                 new[key] = self._prepare_vals_from_event(integration, event)
+            if key in new:  # the batch's first and last messages of a new contact, set at creation
+                vals, sent_at = new[key], event.timestamp or fields.Datetime.now()
+                vals["first_message_at"] = min(vals.get("first_message_at") or sent_at, sent_at)
+                vals["last_message_at"] = max(vals.get("last_message_at") or sent_at, sent_at)
+                if not vals["contact_name"] and not event.from_me and event.contact_name:
+                    vals["contact_name"] = event.contact_name
         if new:
             try:
                 with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):

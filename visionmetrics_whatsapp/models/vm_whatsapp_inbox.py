@@ -56,14 +56,15 @@ TRANSIENT_ERRORS = (
     pg_errors.SerializationFailure,
     pg_errors.DeadlockDetected,
     pg_errors.LockNotAvailable,
-    pg_errors.QueryCanceled,
     psycopg2.InterfaceError,
 )
+# Not a statement time-out (QueryCanceled): a request whose processing is too slow would hold its
+# lane for ever; it fails alone and is retried with the others' delays.
 
 
 def is_transient(error):
     """True for a database error after which the same work may succeed: a concurrency error, a
-    lock or statement time-out, a lost connection (an OperationalError with no SQLSTATE)."""
+    lock time-out, a lost connection (an OperationalError with no SQLSTATE)."""
     if isinstance(error, TRANSIENT_ERRORS):
         return True
     return isinstance(error, psycopg2.OperationalError) and not getattr(error, "pgcode", None)
