@@ -18,75 +18,27 @@ Database settings come from PGHOST/PGPORT/PGUSER/PGPASSWORD, like `make test`.
 """
 
 import argparse
-import hashlib
-import hmac
-import http.client
-import json
 import secrets
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import odoo_env  # noqa: E402
-from e2e.server import OdooServer, Rpc  # noqa: E402
+from bench_common import (
+    MAX_RATE,
+    OdooServer,
+    Rpc,
+    SandboxIntegration,
+    Totals,
+    describe,
+    install_database,
+    odoo_env,
+    percentile,
+    query,
+    run_load,
+    wait_for_inbox,
+)
 
 DB = "vm_whatsapp_bench"
-MAX_RATE = 3000  # requests/s prepared for each load phase (more than the server can take)
-
-
-def run_load(requests, seconds, concurrency):
-    """Send ``requests`` (a list of (url, body or None for a GET, headers)) from ``concurrency``
-    threads, until ``seconds`` have passed or the list is done; returns (requests/s, latencies,
-    non-2xx statuses). The requests are built and signed beforehand: the load generator shares
-    the 2 cores with Odoo and PostgreSQL, so it must cost as little CPU per request as possible
-    (which is also why it uses http.client rather than requests)."""
-    latencies, errors, lock = [], [], threading.Lock()
-    deadline = time.monotonic() + seconds
-    counter = iter(range(len(requests)))
-
-    def worker():
-        while time.monotonic() < deadline:
-            i = next(counter, None)
-            if i is None:
-                break
-            url, body, headers = requests[i]
-            start = time.perf_counter()
-            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-            if body is None:
-                connection.request("GET", url.path)
-            else:
-                connection.request("POST", url.path, body=body, headers=headers)
-            status = connection.getresponse().status
-            connection.close()
-            elapsed = time.perf_counter() - start
-            with lock:
-                latencies.append(elapsed)
-                if not 200 <= status < 300:
-                    errors.append(status)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return len(latencies) / (time.monotonic() - started), latencies, errors
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
-
-
-def describe(name, rps, latencies, errors):
-    print(
-        f"{name:<22} {rps:8.1f} req/s   p50 {percentile(latencies, 50) * 1000:7.1f} ms   "
-        f"p99 {percentile(latencies, 99) * 1000:7.1f} ms   non-2xx {len(errors)}"
-    )
 
 
 def main():
@@ -99,19 +51,13 @@ def main():
     parser.add_argument("--reuse", action="store_true", help="reuse the benchmark database if it exists")
     args = parser.parse_args()
 
-    odoo_cmd, odoo_addons, _ = odoo_env.find_odoo()
+    _odoo_cmd, odoo_addons, _ = odoo_env.find_odoo()
     params = odoo_env.db_params()
     odoo_env.ensure_role(params)
     workdir = Path(tempfile.mkdtemp(prefix="vm-bench-"))
     conf = odoo_env.write_config(workdir / "odoo.conf", params, odoo_addons, odoo_env.free_port(), odoo_env.new_key())
     if not (args.reuse and odoo_env.database_exists(params, DB)):
-        odoo_env.drop_database(params, DB)
-        print(f"Installing the addon on a fresh database {DB}...", flush=True)
-        odoo_env.run_checked(
-            [*odoo_cmd, "-c", str(conf), "-d", DB, "-i", odoo_env.ADDON, "--without-demo=all", "--stop-after-init",
-             "--log-level=warn"],
-            odoo_env.odoo_env(),
-        )  # fmt: skip
+        install_database(conf, DB)
     server = OdooServer(conf, DB, workers=2, cron_threads=1).start()
     try:
         bench(server, args)
@@ -121,24 +67,13 @@ def main():
 
 def bench(server, args):
     rpc = Rpc(server.url, DB)
-    secret, session = secrets.token_urlsafe(32), "bench-" + secrets.token_hex(4)
-    integration = rpc(
-        "vm.whatsapp.integration",
-        "create",
-        {"name": "Benchmark", "provider": "sandbox", "webhook_secret": secret, "external_id": session},
-    )
-    token = rpc("vm.whatsapp.integration", "read", [integration], ["webhook_token"])[0]["webhook_token"]
-    webhook_url = urlsplit(f"{server.url}/vm_whatsapp/webhook/sandbox/{token}")
+    integration = SandboxIntegration(rpc)
     health_url = urlsplit(f"{server.url}/web/health")
     run_id = secrets.token_hex(4)
     contacts = [f"5511{900000000 + i}" for i in range(args.contacts)]
 
     def signed(message_id, sender):
-        message = {"id": message_id, "from": sender, "name": "Bench", "text": "Quero saber o preço", "type": "text",
-                   "timestamp": int(time.time())}  # fmt: skip
-        raw = json.dumps({"event": "message", "session": session, "message": message}).encode()
-        signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-        return webhook_url, raw, {"Content-Type": "application/json", "X-VM-Signature": f"sha256={signature}"}
+        return integration.signed(server.url, message_id, sender)
 
     print(f"Odoo at {server.url}, 2 workers; concurrency {args.concurrency}; {len(contacts)} contacts", flush=True)
     # Warm-up: each contact's first message creates its conversation and lead.
@@ -179,46 +114,6 @@ def bench(server, args):
     print(f"ERROR lines in the Odoo log: {len(server_errors)}")
     for line in server_errors[:5]:
         print("  " + line)
-
-
-class Totals:
-    """Requests of several rounds of load, added up."""
-
-    def __init__(self):
-        self.requests, self.seconds, self.latencies, self.errors = 0, 0.0, [], []
-
-    def add(self, rps, latencies, errors):
-        self.requests += len(latencies)
-        self.seconds += len(latencies) / rps if rps else 0.0
-        self.latencies += latencies
-        self.errors += errors
-
-    @property
-    def rps(self):
-        return self.requests / self.seconds if self.seconds else 0.0
-
-
-def query(dbname, sql, params=()):
-    import psycopg2
-
-    with psycopg2.connect(dbname=dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
-        cr.execute(sql, params)
-        return cr.fetchall()
-
-
-def wait_for_inbox(dbname, timeout=600):
-    """Wait until no webhook request waits for the inbox cron: (how many waited, seconds taken)."""
-    started = time.monotonic()
-    waiting = first = None
-    while time.monotonic() - started < timeout:
-        waiting = query(dbname, "SELECT count(*) FROM vm_whatsapp_webhook_log WHERE state = 'received'")[0][0]
-        first = waiting if first is None else first
-        if not waiting:
-            break
-        time.sleep(0.2)
-    if waiting:
-        raise RuntimeError(f"{waiting} webhook requests still unprocessed after {timeout} s")
-    return first, time.monotonic() - started
 
 
 def processing_delays(dbname, payload_marker):
