@@ -1,3 +1,5 @@
+from collections import defaultdict
+
 from odoo import api, fields, models
 
 
@@ -102,7 +104,7 @@ class CrmLead(models.Model):
     @api.model
     def _vm_whatsapp_create_leads(self, contacts):
         """New leads, with source WhatsApp, for (company, contact name, phone, partner or None)
-        tuples, in one create per company; contacts of one company sharing a phone get one lead. A list in
+        tuples, in one create per company and team; contacts of one company sharing a phone get one lead. A list in
         the order of ``contacts``."""
         source = self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False)
         lead_type = "lead" if self._vm_whatsapp_leads_enabled() else "opportunity"
@@ -123,17 +125,20 @@ class CrmLead(models.Model):
                 "user_id": False,
                 "type": lead_type,
             }
-        # The first open stage, found once per team rather than once per lead (crm's compute).
-        stages = {}
-        for vals in vals_by_key.values():
-            team_id = vals.get("team_id") or False
-            if team_id not in stages:
-                stages[team_id] = self._stage_find(team_id=team_id, domain=[("fold", "=", False)]).id
-            vals["stage_id"] = stages[team_id]
-        by_key = {}
+        # One create per company and team, with the team's first open stage as a default: crm
+        # looks the stage up lead by lead otherwise, and a stage given in the values makes its
+        # create() update the scoring frequencies lead by lead (_handle_won_lost).
+        groups = defaultdict(list)
+        for key, vals in vals_by_key.items():
+            groups[(vals["company_id"], vals.get("team_id") or False)].append(key)
         Lead = self.with_context(tracking_disable=True, mail_create_nolog=True, mail_create_nosubscribe=True)
-        for company_id in {vals["company_id"] for vals in vals_by_key.values()}:
-            company_keys = [key for key, vals in vals_by_key.items() if vals["company_id"] == company_id]
-            leads = Lead.with_company(company_id).create([vals_by_key[key] for key in company_keys])
-            by_key.update(zip(company_keys, leads, strict=True))
+        by_key = {}
+        for (company_id, team_id), group_keys in groups.items():
+            stage = self._stage_find(team_id=team_id, domain=[("fold", "=", False)])
+            leads = (
+                Lead.with_company(company_id)
+                .with_context(default_stage_id=stage.id)
+                .create([vals_by_key[key] for key in group_keys])
+            )
+            by_key.update(zip(group_keys, leads, strict=True))
         return [by_key[key] for key in keys]
