@@ -9,6 +9,7 @@ from odoo.exceptions import UserError
 
 from ..providers import WhatsAppProviderError, get_provider_class
 from ..tools import crypto
+from . import access
 
 _logger = logging.getLogger(__name__)
 
@@ -339,8 +340,8 @@ class VmWhatsappIntegration(models.Model):
         """Start a new session with the provider and open the wizard that shows it: the QR (and
         pairing code) for QR providers; for official providers the credentials are validated, the
         webhook registered where the API allows, and the webhook URL shown to copy."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         self._ensure_webhook_secret()
         self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready")).write(
             {"state": "closed", "closed_at": fields.Datetime.now()}
@@ -351,8 +352,8 @@ class VmWhatsappIntegration(models.Model):
 
     def action_disconnect(self):
         """Log the number out at the provider and close its sessions."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         open_sessions = self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready", "connected"))
         try:
             for external_id in set(open_sessions.mapped("external_id")) or {self.external_id}:
@@ -369,6 +370,7 @@ class VmWhatsappIntegration(models.Model):
 
     def action_test_connection(self):
         """Check that the provider is reachable and accepts the credentials (changes nothing)."""
+        self._check_manage_access()  # the provider is called with the integration's credentials
         self.ensure_one()
         try:
             description = self._get_provider().check_connection()
@@ -381,8 +383,8 @@ class VmWhatsappIntegration(models.Model):
     def action_send_test_message(self):
         """Sandbox: post a signed inbound-message webhook to this integration's own webhook URL, as
         the provider would, and say what the route answered."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         provider = self._get_provider()
         if not hasattr(provider, "build_message_payload"):
             raise UserError(self.env._("Test messages can only be simulated with the Sandbox provider."))
@@ -420,6 +422,12 @@ class VmWhatsappIntegration(models.Model):
         )
 
     # ------------------------------------------------------------------ connection helpers
+
+    def _check_manage_access(self):
+        """Connecting, disconnecting and testing are for the WhatsApp administrators of the
+        integrations' companies; an AccessError that names none of them otherwise."""
+        access.check_manager(self.env)
+        access.check_records(self)
 
     def _start_session(self):
         """Ask the provider for a new session and record it; a UserError with the provider's

@@ -12,6 +12,7 @@ from odoo.tools import SQL, mute_logger, sql
 
 from ..providers import SIGNATURE_VALID, WebhookPayloadError
 from ..tools.coalesce import Coalescer
+from . import access
 from .vm_whatsapp_conversation import ConcurrentConversationError
 from .vm_whatsapp_integration import PROVIDER_SELECTION
 
@@ -439,6 +440,8 @@ class VmWhatsappWebhookLog(models.Model):
     def action_reprocess(self):
         """Process again requests whose signature was verified when they arrived (the stored
         headers are redacted, so an unverified request cannot be authenticated afterwards)."""
+        access.check_manager(self.env)
+        access.check_records(self)
         unverified = self.filtered(lambda log: log.signature != SIGNATURE_VALID or not log.integration_id)
         if unverified:
             raise UserError(

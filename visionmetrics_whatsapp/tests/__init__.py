@@ -6,3 +6,4 @@ from . import test_session_monitor
 from . import test_webhook
 from . import test_webhook_providers
 from . import test_connect_tour
+from . import test_access
