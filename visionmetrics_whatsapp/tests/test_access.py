@@ -8,10 +8,11 @@ from unittest.mock import patch
 
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
-from odoo.tools import mute_logger
+from odoo.tools import config, mute_logger
 
 from ..providers.sandbox import SandboxProvider
-from .common import WhatsAppCase, WhatsAppHttpCase
+from ..tools import crypto
+from .common import TEST_KEY, TEST_KEY_PREVIOUS, WhatsAppCase, WhatsAppHttpCase
 
 SALES = "sales_team.group_sale_salesman"
 MANAGER = "visionmetrics_whatsapp.group_whatsapp_manager"
@@ -141,6 +142,35 @@ class TestAccess(AccessFixtures, WhatsAppCase):
                 self._assert_refused(getattr(wizard.with_user(self.salesperson_a), method))
 
     # ------------------------------------------------------------------ Settings
+
+    def test_settings_actions_are_for_whatsapp_administrators(self):
+        # An empty recordset, as a JSON-RPC call with no ids makes it: no Settings record needed.
+        settings = self.env["res.config.settings"].with_user(self.salesperson_a).browse()
+        for method in SETTINGS_ACTIONS:
+            with self.subTest(method=method):
+                self._assert_refused(getattr(settings, method))
+        settings = self.env["res.config.settings"].with_user(self.admin_a).browse()
+        self.assertEqual(settings.action_vm_whatsapp_test_key()["params"]["type"], "success")
+        self._assert_refused(settings.action_vm_whatsapp_reencrypt)  # secrets: Settings administrators
+
+    def test_reencryption_names_only_the_integrations_the_user_can_read(self):
+        lost_key = "cd" * 32
+        with patch.dict(config.options, {"integrations_key": lost_key}):
+            lost_a = self._create_integration("meta", name="Lost A", external_id="1", api_key="token-a")
+            self._create_integration("meta", company=self.company_b, name="Lost B1", external_id="2", api_key="b")
+            self._create_integration("meta", company=self.company_b, name="Lost B2", external_id="3", api_key="b")
+        with patch.dict(config.options, {"integrations_key": TEST_KEY_PREVIOUS}):
+            old_b = self._create_integration("meta", company=self.company_b, name="Old B", external_id="4", api_key="b")
+        settings = self.env["res.config.settings"].with_user(self.sysadmin_a).browse()
+        with patch.dict(config.options, {"integrations_key": TEST_KEY, "integrations_key_previous": TEST_KEY_PREVIOUS}):
+            message = settings.action_vm_whatsapp_reencrypt()["params"]["message"]
+            # the key is the server's: every company's secrets move to the current key
+            self.assertEqual(old_b._get_secret("api_key"), "b")
+        self.assertEqual(old_b.sudo().api_key_encrypted.split(":")[1], crypto.key_id(crypto.parse_key(TEST_KEY)))
+        self.assertIn(lost_a.name, message)
+        for name in ("Lost B1", "Lost B2", "Old B", B_NAME):
+            self.assertNotIn(name, message)
+        self.assertIn("2 integrations of other companies", message)
 
     # ------------------------------------------------------------------ what salespeople read
 
