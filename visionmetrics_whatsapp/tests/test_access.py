@@ -174,12 +174,37 @@ class TestAccess(AccessFixtures, WhatsAppCase):
 
     # ------------------------------------------------------------------ what salespeople read
 
+    def test_salesperson_reads_no_webhook_log(self):
+        Log = self.env["vm.whatsapp.webhook.log"].with_user(self.salesperson_a)
+        self._assert_refused(lambda: Log.search([]))
+        self._assert_refused(lambda: self.log_a.with_user(self.salesperson_a).read(["payload", "headers"]))
+        message = self.message_a.with_user(self.salesperson_a)
+        self._assert_refused(lambda: message.read(["webhook_log_id"]))
+        self.assertEqual(message.read(["body"])[0]["body"], "hello", "the message itself stays readable")
+        self.assertNotIn("webhook_log_id", message.read()[0], "nor among all the fields of a message")
+        self.assertEqual(self.conversation_a.with_user(self.salesperson_a).message_ids, self.message_a)
+        self.assertEqual(Log.with_user(self.admin_a).search([]), self.log_a, "admins read their company's logs")
+
     def test_reprocessing_needs_an_admin_of_the_log_company(self):
         self._assert_refused(self.log_a.with_user(self.salesperson_a).action_reprocess)
         self._assert_refused(self.log_b.with_user(self.admin_a).action_reprocess)
         self.assertEqual(self.log_b.state, "failed")
 
+    def test_views_show_admin_actions_to_admins_only(self):
+        form = self.env["vm.whatsapp.integration"].with_user(self.salesperson_a).get_views([(False, "form")])
+        arch = form["views"]["form"]["arch"]
+        for method in INTEGRATION_ACTIONS:
+            self.assertNotIn(f'name="{method}"', arch)
+        self.assertIn('name="action_view_conversations"', arch)
+        menus = self.env["ir.ui.menu"].with_user(self.salesperson_a)._visible_menu_ids()
+        for xmlid in ("vm_whatsapp_config_menu", "vm_whatsapp_webhook_log_menu"):
+            self.assertNotIn(self.env.ref(f"visionmetrics_whatsapp.{xmlid}").id, menus)
+        self.assertIn(self.env.ref("visionmetrics_whatsapp.vm_whatsapp_conversation_menu").id, menus)
+        admin_menus = self.env["ir.ui.menu"].with_user(self.admin_a)._visible_menu_ids()
+        self.assertIn(self.env.ref("visionmetrics_whatsapp.vm_whatsapp_webhook_log_menu").id, admin_menus)
 
+
+@tagged("post_install", "-at_install")
 class TestAccessRpc(AccessFixtures, WhatsAppHttpCase):
     """The same refusals over /web/dataset/call_kw, where any public method of a model the user
     can read is callable."""
