@@ -62,9 +62,11 @@ class VmWhatsappIntegration(models.Model):
     api_base_url = fields.Char(
         "API URL", help="Server URL (Evolution API, WAHA) or API root (Meta, 360dialog; empty = default)."
     )
+    # For administrators: a sandbox integration's is its first session's, in the QR's scan URL.
     external_id = fields.Char(
         "Instance / Session / Phone Number ID",
         copy=False,
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
         help="Evolution instance name, WAHA session name, or Meta / 360dialog phone number id.",
     )
     phone_number = fields.Char("Connected Number", readonly=True, copy=False, help="E.164")

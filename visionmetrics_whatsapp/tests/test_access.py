@@ -185,6 +185,21 @@ class TestAccess(AccessFixtures, WhatsAppCase):
         self.assertEqual(self.conversation_a.with_user(self.salesperson_a).message_ids, self.message_a)
         self.assertEqual(Log.with_user(self.admin_a).search([]), self.log_a, "admins read their company's logs")
 
+    def test_salesperson_reads_no_qr_code_pairing_code_or_scan_url(self):
+        session = self.session_a.with_user(self.salesperson_a)
+        # external_id: the sandbox's scan URL is <base URL>/vm_whatsapp/sandbox/<external_id>/scan
+        for field_name in ("qr_code", "qr_image", "pairing_code", "external_id"):
+            with self.subTest(field=field_name):
+                self._assert_refused(lambda f=field_name: session.read([f]))
+                self._assert_refused(lambda f=field_name: session.search_count([(f, "!=", False)]))
+        values = session.read()[0]
+        self.assertFalse({"qr_code", "qr_image", "pairing_code", "external_id"} & set(values))
+        self.assertEqual(values["state"], "qr_ready", "the rest of the session stays readable")
+        # a sandbox integration's id is its first session's until it connects
+        self._assert_refused(lambda: self.integration_a.with_user(self.salesperson_a).read(["external_id"]))
+        admin_values = self.session_a.with_user(self.admin_a).read(["qr_code", "pairing_code", "external_id"])[0]
+        self.assertEqual((admin_values["qr_code"], admin_values["pairing_code"]), (QR_PAYLOAD, PAIRING_CODE))
+
     def test_reprocessing_needs_an_admin_of_the_log_company(self):
         self._assert_refused(self.log_a.with_user(self.salesperson_a).action_reprocess)
         self._assert_refused(self.log_b.with_user(self.admin_a).action_reprocess)
@@ -225,6 +240,21 @@ class TestAccessRpc(AccessFixtures, WhatsAppHttpCase):
         self.assertEqual(answer.get("error", {}).get("data", {}).get("name"), "odoo.exceptions.AccessError", answer)
         for name in (B_NAME, B_EVENT, QR_PAYLOAD, PAIRING_CODE):
             self.assertNotIn(name, json.dumps(answer))
+
+    def test_salesperson_is_refused_over_rpc(self):
+        self.authenticate(self.salesperson_a.login, self.salesperson_a.login)
+        with patch.object(SandboxProvider, "check_connection") as check:
+            self._assert_rpc_refused("vm.whatsapp.integration", "action_test_connection", [[self.integration_a.id]])
+        check.assert_not_called()
+        self._assert_rpc_refused("vm.whatsapp.webhook.log", "search_read", [[]], {"fields": ["payload", "headers"]})
+        self._assert_rpc_refused("vm.whatsapp.webhook.log", "read", [[self.log_a.id], ["remote_addr"]])
+        for method in ("action_vm_whatsapp_test_key", "action_vm_whatsapp_reencrypt"):
+            self._assert_rpc_refused("res.config.settings", method, [[]])
+        self._assert_rpc_refused("vm.whatsapp.session", "read", [[self.session_a.id], ["qr_code", "pairing_code"]])
+        self._assert_rpc_refused("vm.whatsapp.session", "web_search_read", [[]], {"specification": {"qr_image": {}}})
+        # what a salesperson is for still works
+        answer = self._call_kw("vm.whatsapp.conversation", "search_read", [[]], {"fields": ["contact_identity"]})
+        self.assertEqual([r["id"] for r in answer["result"]], [self.conversation_a.id])
 
     def test_admin_of_company_a_learns_nothing_of_company_b_over_rpc(self):
         self.authenticate(self.admin_a.login, self.admin_a.login)
