@@ -22,7 +22,11 @@ class VmWhatsappSandboxController(http.Controller):
     )
     def sandbox_scan(self, external_id, **kwargs):
         """Connect the sandbox session ``external_id`` (random and unguessable), as scanning its QR
-        with a phone would. Sandbox sessions only; anything else is not found."""
+        with a phone would. Sandbox sessions only; anything else is not found.
+
+        Public: the session id is the credential. Only the scan that connects the session is told
+        which integration and number it connected; opening the URL again (from a browser history,
+        a forwarded link) tells nothing of them."""
         session_sudo = (
             request.env["vm.whatsapp.session"]
             .sudo()
@@ -35,9 +39,10 @@ class VmWhatsappSandboxController(http.Controller):
         if session_sudo.state in ("pending", "qr_ready"):
             phone = f"{SANDBOX_PHONE_PREFIX}{session_sudo.integration_id.id % 100000:05d}"
             session_sudo._apply_connection_update("connected", phone=phone)
-        if session_sudo.state == "connected":
             return self._page("connected", session_sudo)
-        return self._page("expired", session_sudo, status=410)
+        if session_sudo.state == "connected":
+            return self._page("already_connected")
+        return self._page("expired", status=410)
 
     def _page(self, outcome, session_sudo=None, status=200):
         values = {

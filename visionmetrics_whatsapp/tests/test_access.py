@@ -264,3 +264,15 @@ class TestAccessRpc(AccessFixtures, WhatsAppHttpCase):
         self._assert_rpc_refused("vm.whatsapp.webhook.log", "action_reprocess", [[self.log_b.id]])
         answer = self._call_kw("vm.whatsapp.integration", "action_test_connection", [[self.integration_a.id]])
         self.assertEqual(answer["result"]["params"]["type"], "success")
+
+    def test_scan_url_names_nothing_once_used(self):
+        # The scan route is public (the phone opens it); the session id in it is the credential.
+        session = self.session_a
+        session.write({"external_id": "sbx-a-unguessable-session-id"})
+        first = self.url_open(f"/vm_whatsapp/sandbox/{session.external_id}/scan")
+        self.assertIn("WhatsApp connected", first.text)
+        self.assertIn(self.integration_a.name, first.text, "the phone that connects it is told where")
+        again = self.url_open(f"/vm_whatsapp/sandbox/{session.external_id}/scan")
+        self.assertEqual(again.status_code, 200)
+        for secret in (self.integration_a.name, self.integration_a.phone_number):
+            self.assertNotIn(secret, again.text)
