@@ -133,6 +133,16 @@ class TestAccess(AccessFixtures, WhatsAppCase):
         )
         self.assertEqual(wizard.action_poll()["state"], "qr_ready", "its own company's wizard works")
 
+    def test_admin_reads_no_connect_wizard_of_another_user(self):
+        # A wizard shows its integration's webhook URL and token (related fields read as superuser).
+        wizard_b = self.env["vm.whatsapp.connect.wizard"].create({"integration_id": self.integration_b.id})
+        Wizard = self.env["vm.whatsapp.connect.wizard"].with_user(self.admin_a)
+        self.assertFalse(Wizard.search([]))
+        self._assert_refused(lambda: wizard_b.with_user(self.admin_a).read(["webhook_url", "webhook_token"]))
+        own = Wizard.create({"integration_id": self.integration_a.id})
+        self.assertEqual(Wizard.search([]), own)
+        self.assertIn(self.integration_a.webhook_token, own.webhook_url)
+
     def test_salesperson_cannot_poll_or_retry_a_connection(self):
         wizard = self.env["vm.whatsapp.connect.wizard"].create(
             {"integration_id": self.integration_a.id, "session_id": self.session_a.id}
