@@ -26,7 +26,11 @@ class VmWhatsappSandboxController(http.Controller):
     )
     def sandbox_scan(self, external_id, **kwargs):
         """Connect the sandbox session ``external_id`` (random and unguessable), as scanning its QR
-        with a phone would. Sandbox sessions only; anything else is not found."""
+        with a phone would. Sandbox sessions only; anything else (odd bytes included) is not found.
+
+        Public: the session id is the credential. Only the scan that connects the session is told
+        which integration and number it connected; opening the URL again (from a browser history,
+        a forwarded link) tells nothing of them."""
         if not SESSION_ID_RE.fullmatch(external_id):
             return self._page("unknown", status=404)
         session_sudo = (
@@ -41,9 +45,10 @@ class VmWhatsappSandboxController(http.Controller):
         if session_sudo.state in ("pending", "qr_ready"):
             phone = f"{SANDBOX_PHONE_PREFIX}{session_sudo.integration_id.id % 100000:05d}"
             session_sudo._apply_connection_update("connected", phone=phone)
-        if session_sudo.state == "connected":
             return self._page("connected", session_sudo)
-        return self._page("expired", session_sudo, status=410)
+        if session_sudo.state == "connected":
+            return self._page("already_connected")
+        return self._page("expired", status=410)
 
     def _page(self, outcome, session_sudo=None, status=200):
         values = {

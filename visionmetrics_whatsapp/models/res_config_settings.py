@@ -1,6 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from . import access
+
 
 class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
@@ -8,7 +10,9 @@ class ResConfigSettings(models.TransientModel):
     vm_whatsapp_integration_ids = fields.One2many(related="company_id.vm_whatsapp_integration_ids")
     vm_whatsapp_key_status = fields.Char("Encryption Key", compute="_compute_vm_whatsapp_key_status")
     vm_whatsapp_failed_webhook_count = fields.Integer(
-        "Failed Webhook Requests", compute="_compute_vm_whatsapp_failed_webhook_count"
+        "Failed Webhook Requests",
+        compute="_compute_vm_whatsapp_failed_webhook_count",
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
     )
 
     @api.depends("company_id")
@@ -32,17 +36,21 @@ class ResConfigSettings(models.TransientModel):
             )
 
     def action_vm_whatsapp_view_failed_webhooks(self):
+        access.check_manager(self.env)
         action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_webhook_log_action")
         action["domain"] = [("state", "=", "failed"), ("company_id", "=", (self.company_id or self.env.company).id)]
         return action
 
     def action_vm_whatsapp_manage(self):
+        access.check_manager(self.env)
         return self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_integration_action")
 
     def action_vm_whatsapp_connect(self):
         """Connect the company's WhatsApp: its first integration that is not connected (else its
         first one), created as a sandbox integration when the company has none."""
+        access.check_manager(self.env)
         company = self.company_id or self.env.company
+        access.check_company(self.env, company)
         integrations = self.env["vm.whatsapp.integration"].search([("company_id", "=", company.id)])
         integration = integrations.filtered(lambda i: i.state != "connected")[:1] or integrations[:1]
         if not integration:
@@ -50,26 +58,38 @@ class ResConfigSettings(models.TransientModel):
         return integration.action_connect()
 
     def action_vm_whatsapp_test_key(self):
+        access.check_manager(self.env)
         kid = self.env["vm.whatsapp.integration"]._get_keyring().self_test()
         return self._vm_whatsapp_notify(
             self.env._("The encryption key %(kid)s works: a secret was encrypted and decrypted.", kid=kid)
         )
 
     def action_vm_whatsapp_reencrypt(self):
+        """Re-encrypt every company's secrets with the current key: the key is the server's, and
+        the previous key is removed from the configuration once this is done. So only Settings
+        administrators (who enter secrets) may, and the integrations whose secrets no key can read
+        are named only when the user can read them; the others are counted."""
+        access.check_settings_admin(self.env)
         count, unreadable = self.env["vm.whatsapp.integration"]._reencrypt_all_secrets()
-        if unreadable:
-            return self._vm_whatsapp_notify(
+        named = unreadable.with_env(self.env)._filtered_access("read")
+        others = len(unreadable - named)
+        parts = [self.env._("%(count)s secrets were re-encrypted with the current key.", count=count)]
+        if named:
+            parts.append(
                 self.env._(
-                    "%(count)s secrets were re-encrypted with the current key. These integrations have secrets "
-                    "that no configured key can read; enter them again: %(names)s",
-                    count=count,
-                    names=", ".join(unreadable.mapped("name")),
-                ),
-                notification_type="warning",
+                    "These integrations have secrets that no configured key can read; enter them again: %(names)s",
+                    names=", ".join(named.mapped("name")),
+                )
             )
-        return self._vm_whatsapp_notify(
-            self.env._("%(count)s secrets were re-encrypted with the current key.", count=count)
-        )
+        if others:
+            parts.append(
+                self.env._(
+                    "%(count)s integrations of other companies have secrets that no configured key can read; "
+                    "the administrators of those companies must enter them again.",
+                    count=others,
+                )
+            )
+        return self._vm_whatsapp_notify(" ".join(parts), notification_type="warning" if unreadable else "success")
 
     def _vm_whatsapp_notify(self, message, notification_type="success"):
         return {

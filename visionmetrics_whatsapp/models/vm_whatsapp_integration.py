@@ -9,6 +9,7 @@ from odoo.exceptions import UserError
 
 from ..providers import WhatsAppProviderError, get_provider_class
 from ..tools import crypto
+from . import access
 
 _logger = logging.getLogger(__name__)
 
@@ -61,9 +62,11 @@ class VmWhatsappIntegration(models.Model):
     api_base_url = fields.Char(
         "API URL", help="Server URL (Evolution API, WAHA) or API root (Meta, 360dialog; empty = default)."
     )
+    # For administrators: a sandbox integration's is its first session's, in the QR's scan URL.
     external_id = fields.Char(
         "Instance / Session / Phone Number ID",
         copy=False,
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
         help="Evolution instance name, WAHA session name, or Meta / 360dialog phone number id.",
     )
     phone_number = fields.Char("Connected Number", readonly=True, copy=False, help="E.164")
@@ -109,6 +112,7 @@ class VmWhatsappIntegration(models.Model):
     failed_webhook_count = fields.Integer(
         "Failed Requests",
         compute="_compute_failed_webhook_count",
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
         help="Webhook requests of this number that could not be applied (retried, then kept with their reason).",
     )
 
@@ -353,6 +357,7 @@ class VmWhatsappIntegration(models.Model):
 
     def action_view_failed_webhooks(self):
         self.ensure_one()
+        access.check_manager(self.env)
         action = self.env["ir.actions.act_window"]._for_xml_id("visionmetrics_whatsapp.vm_whatsapp_webhook_log_action")
         action["domain"] = [("integration_id", "=", self.id), ("state", "=", "failed")]
         return action
@@ -361,8 +366,8 @@ class VmWhatsappIntegration(models.Model):
         """Start a new session with the provider and open the wizard that shows it: the QR (and
         pairing code) for QR providers; for official providers the credentials are validated, the
         webhook registered where the API allows, and the webhook URL shown to copy."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         self._ensure_webhook_secret()
         self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready")).write(
             {"state": "closed", "closed_at": fields.Datetime.now()}
@@ -373,8 +378,8 @@ class VmWhatsappIntegration(models.Model):
 
     def action_disconnect(self):
         """Log the number out at the provider and close its sessions."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         open_sessions = self.session_ids.filtered(lambda s: s.state in ("pending", "qr_ready", "connected"))
         try:
             for external_id in set(open_sessions.mapped("external_id")) or {self.external_id}:
@@ -391,6 +396,7 @@ class VmWhatsappIntegration(models.Model):
 
     def action_test_connection(self):
         """Check that the provider is reachable and accepts the credentials (changes nothing)."""
+        self._check_manage_access()  # the provider is called with the integration's credentials
         self.ensure_one()
         try:
             description = self._get_provider().check_connection()
@@ -403,8 +409,8 @@ class VmWhatsappIntegration(models.Model):
     def action_send_test_message(self):
         """Sandbox: post a signed inbound-message webhook to this integration's own webhook URL, as
         the provider would, and say what the route answered."""
+        self._check_manage_access()
         self.ensure_one()
-        self.check_access("write")
         provider = self._get_provider()
         if not hasattr(provider, "build_message_payload"):
             raise UserError(self.env._("Test messages can only be simulated with the Sandbox provider."))
@@ -442,6 +448,12 @@ class VmWhatsappIntegration(models.Model):
         )
 
     # ------------------------------------------------------------------ connection helpers
+
+    def _check_manage_access(self):
+        """Connecting, disconnecting and testing are for the WhatsApp administrators of the
+        integrations' companies; an AccessError that names none of them otherwise."""
+        access.check_manager(self.env)
+        access.check_records(self)
 
     def _start_session(self):
         """Ask the provider for a new session and record it; a UserError with the provider's

@@ -82,7 +82,11 @@ class VmWhatsappMessage(models.Model):
         readonly=True,
     )
     webhook_log_id = fields.Many2one(
-        "vm.whatsapp.webhook.log", readonly=True, index="btree_not_null", ondelete="set null"
+        "vm.whatsapp.webhook.log",
+        readonly=True,
+        index="btree_not_null",
+        ondelete="set null",
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",  # as the logs themselves
     )
     status_error = fields.Char(readonly=True, help="Why the provider could not deliver the message.")
     media_ref = fields.Text("Media Reference", readonly=True, help="Provider media reference (JSON).")

@@ -71,8 +71,14 @@ class VmWhatsappSession(models.Model):
         related="integration_id.company_id", store=True, index=True, precompute=True, required=True
     )
     provider = fields.Selection(related="integration_id.provider")
+    # What links a phone to the number (the QR, the pairing code, and the sandbox session id in
+    # its scan URL) is for WhatsApp administrators only.
     external_id = fields.Char(
-        "Provider Session", index="btree_not_null", copy=False, help="Instance / session id at the provider."
+        "Provider Session",
+        index="btree_not_null",
+        copy=False,
+        groups="visionmetrics_whatsapp.group_whatsapp_manager",
+        help="Instance / session id at the provider.",
     )
     state = fields.Selection(
         [
@@ -88,9 +94,13 @@ class VmWhatsappSession(models.Model):
         index=True,
         readonly=True,
     )
-    qr_code = fields.Char("QR Payload", readonly=True, copy=False)
-    qr_image = fields.Binary("QR Code", attachment=False, readonly=True, copy=False)
-    pairing_code = fields.Char(readonly=True, copy=False)
+    qr_code = fields.Char(
+        "QR Payload", readonly=True, copy=False, groups="visionmetrics_whatsapp.group_whatsapp_manager"
+    )
+    qr_image = fields.Binary(
+        "QR Code", attachment=False, readonly=True, copy=False, groups="visionmetrics_whatsapp.group_whatsapp_manager"
+    )
+    pairing_code = fields.Char(readonly=True, copy=False, groups="visionmetrics_whatsapp.group_whatsapp_manager")
     qr_expires_at = fields.Datetime("QR Expires At", readonly=True)
     connected_at = fields.Datetime(readonly=True)
     closed_at = fields.Datetime(readonly=True)

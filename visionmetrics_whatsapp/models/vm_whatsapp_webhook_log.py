@@ -9,6 +9,7 @@ from odoo.tools import SQL, mute_logger, sql
 
 from ..providers import SIGNATURE_VALID
 from ..tools.text import clean_text
+from . import access
 from .vm_whatsapp_integration import PROVIDER_SELECTION
 
 _logger = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ class VmWhatsappWebhookLog(models.Model):
     def action_reprocess(self):
         """Process again requests whose signature was verified when they arrived (the stored
         headers are redacted, so an unverified request cannot be authenticated afterwards)."""
+        access.check_manager(self.env)
+        access.check_records(self)
         unverified = self.filtered(lambda log: log.signature != SIGNATURE_VALID or not log.integration_id)
         if unverified:
             raise UserError(

@@ -7,3 +7,4 @@ from . import test_webhook
 from . import test_webhook_providers
 from . import test_connect_tour
 from . import test_inbox
+from . import test_access

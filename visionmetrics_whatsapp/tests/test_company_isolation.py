@@ -36,8 +36,9 @@ class TestCompanyIsolation(WhatsAppCase):
         cls.manager_a = cls._create_user("wa_manager_a", cls.company_a, f"base.group_user,{MANAGER}")
 
     def test_user_of_company_a_sees_none_of_company_b(self):
-        for user in (self.user_a, self.manager_a):
-            for model in MODELS:
+        # webhook logs are for administrators only (test_access)
+        for user, models in ((self.user_a, MODELS[:-1]), (self.manager_a, MODELS)):
+            for model in models:
                 with self.subTest(user=user.login, model=model):
                     visible = self.env[model].with_user(user).search([])
                     self.assertIn(self.records[self.company_a][model], visible)

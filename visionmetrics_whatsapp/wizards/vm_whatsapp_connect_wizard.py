@@ -1,5 +1,5 @@
-from odoo import fields, models
-from odoo.exceptions import UserError
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError
 
 MAX_QR_CODES = 5  # QR codes shown (the first + automatic refreshes) before the wizard gives up
 
@@ -24,6 +24,27 @@ class VmWhatsappConnectWizard(models.TransientModel):
         for wizard in self:
             wizard.uses_qr = wizard.integration_id._get_provider_class().uses_qr
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        wizards = super().create(vals_list)
+        wizards._check_integration_access()
+        return wizards
+
+    def write(self, vals):
+        result = super().write(vals)
+        if {"integration_id", "session_id"} & set(vals):
+            self._check_integration_access()
+        return result
+
+    def _check_integration_access(self):
+        """The related fields (webhook URL and token, session state and messages) are read as
+        superuser: a wizard is only for the administrators of its integration's company, and
+        only shows that integration's own sessions."""
+        self.integration_id._check_manage_access()
+        for wizard_sudo in self.sudo():
+            if wizard_sudo.session_id and wizard_sudo.session_id.integration_id != wizard_sudo.integration_id:
+                raise AccessError(self.env._("A connection can only show the sessions of its own integration."))
+
     def _get_action(self):
         self.ensure_one()
         return {
@@ -44,7 +65,7 @@ class VmWhatsappConnectWizard(models.TransientModel):
         session with the provider, replaces an expired QR with a new session (MAX_QR_CODES codes in
         all), and says why when it stops."""
         self.ensure_one()
-        self.integration_id.check_access("write")
+        self.integration_id._check_manage_access()
         result = self.session_id._poll_state()
         if result["state"] == "expired":
             if self.refresh_count + 1 < MAX_QR_CODES:
@@ -59,7 +80,7 @@ class VmWhatsappConnectWizard(models.TransientModel):
     def action_retry(self):
         """Start over with a new session after the wizard gave up (or the session failed)."""
         self.ensure_one()
-        self.integration_id.check_access("write")
+        self.integration_id._check_manage_access()
         self.refresh_count = 0
         return self._refresh_session(count=False)
 

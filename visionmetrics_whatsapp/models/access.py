@@ -1,0 +1,41 @@
+"""Who may use the addon's actions (README, Access rights).
+
+Any user can call a public method of a model over RPC, on any record ids, whatever the views
+show: each action checks, before it does anything, the user's group and then that its records
+belong to the companies the user works in. The errors name no record, since the records refused
+may be another company's (Odoo's own record-rule errors list them for users in debug mode).
+"""
+
+from odoo.exceptions import AccessError
+
+MANAGER_GROUP = "visionmetrics_whatsapp.group_whatsapp_manager"
+SETTINGS_GROUP = "base.group_system"
+
+
+def check_manager(env):
+    """Raise an AccessError unless the user is a WhatsApp administrator (or we run as superuser)."""
+    if not (env.su or env.user.has_group(MANAGER_GROUP)):
+        raise AccessError(env._("Only WhatsApp administrators can do this."))
+
+
+def check_settings_admin(env):
+    """Raise an AccessError unless the user is a Settings administrator (or we run as superuser)."""
+    if not (env.su or env.user.has_group(SETTINGS_GROUP)):
+        raise AccessError(env._("Only Settings administrators can do this."))
+
+
+def check_records(records, operation="write"):
+    """Raise an AccessError unless the user may ``operation`` every record of ``records`` (access
+    rights and company rules), naming none of them."""
+    if records._filtered_access(operation) != records:
+        raise _company_error(records.env)
+
+
+def check_company(env, company):
+    """Raise an AccessError unless ``company`` is one of the companies the user works in now."""
+    if not env.su and company not in env.companies:
+        raise _company_error(env)
+
+
+def _company_error(env):
+    return AccessError(env._("You can only act on the WhatsApp records of the companies you are working in."))
