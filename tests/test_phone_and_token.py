@@ -2,6 +2,7 @@
 
 import pytest
 
+from visionmetrics_whatsapp.providers.utils import digits_to_e164, phone_from_jid
 from visionmetrics_whatsapp.tools.phone import mask, to_e164, variants
 from visionmetrics_whatsapp.tools.token import extract_token
 
@@ -25,6 +26,35 @@ from visionmetrics_whatsapp.tools.token import extract_token
 )
 def test_to_e164(raw, region, expected):
     assert to_e164(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("5511987654321", "+5511987654321"),
+        ("+5511987654321", "+5511987654321"),
+        (5511987654321, "+5511987654321"),  # ids sometimes arrive as numbers
+        ("14155552671", "+14155552671"),
+        ("7911111", None),  # 6 to 15 digits, but no possible number
+        ("12345", None),
+        ("1" * 16, None),
+        ("+55 11 98765-4321", None),  # providers send bare digits: anything else is not a wa_id
+        ("５５１１９８７６５４３２１", None),  # fullwidth digits
+        ("BR.1", None),  # a business-scoped user id
+        (None, None),
+    ],
+)
+def test_provider_digits_are_normalized_like_every_phone(raw, expected):
+    assert digits_to_e164(raw) == expected
+    if expected:
+        assert digits_to_e164(raw) == to_e164(raw)
+
+
+def test_only_phone_jids_give_a_phone():
+    assert phone_from_jid("5511987654321:12@s.whatsapp.net") == "+5511987654321"
+    assert phone_from_jid("5511987654321@c.us") == "+5511987654321"
+    assert phone_from_jid("5511987654321@lid") is None
+    assert phone_from_jid("120363@g.us") is None
 
 
 def test_brazilian_ninth_digit_variants_are_the_same_person():

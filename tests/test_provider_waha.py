@@ -147,7 +147,8 @@ def test_sample_ack(provider, sample):
 def test_sample_session_status(provider, sample):
     [event] = provider.parse_webhook(sample("waha/session.status.json"))
     assert isinstance(event, ConnectionUpdate)
-    assert (event.session, event.state, event.phone) == ("default", "connected", "+7911111")
+    # the documentation's "7911111@c.us" is a placeholder, not a possible phone number
+    assert (event.session, event.state, event.phone) == ("default", "connected", None)
 
 
 # ---------------------------------------------------------------------- realistic payloads

@@ -9,6 +9,7 @@ import math
 import re
 from datetime import datetime, timedelta
 
+from ..tools.phone import to_e164
 from .exceptions import WebhookPayloadError
 
 _EPOCH = datetime(1970, 1, 1)
@@ -86,13 +87,14 @@ def epoch_to_utc(value):
 
 
 def digits_to_e164(value):
-    """``"+<digits>"`` from ``"5511987654321"`` or ``"+5511987654321"``; None for anything that
-    is not 6 to 15 ASCII digits. No validation beyond that: the addon normalizes phones later."""
+    """E.164 from international digits (``"5511987654321"`` or ``"+5511987654321"``, as wa_ids
+    and JID user parts are), normalized by :func:`..tools.phone.to_e164`; None for anything that
+    is not 6 to 15 ASCII digits or not a possible phone number."""
     text = as_text(value)
     if text is None:
         return None
     text = text.removeprefix("+")
-    return "+" + text if _PHONE_DIGITS.fullmatch(text) else None
+    return to_e164("+" + text) if _PHONE_DIGITS.fullmatch(text) else None
 
 
 def split_jid(jid):
