@@ -11,8 +11,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..providers import WhatsAppProviderError
-from ..providers.utils import digits_to_e164
-from ..tools.phone import mask
+from ..tools.phone import mask, to_e164
 
 _logger = logging.getLogger(__name__)
 
@@ -184,7 +183,7 @@ class VmWhatsappSession(models.Model):
         self.ensure_one()
         if state not in INTEGRATION_STATES:
             raise ValueError(f"Unknown WhatsApp session state: {state!r}")
-        phone = digits_to_e164(phone) if phone else None
+        phone = to_e164(phone) if phone else None
         integration = self.integration_id
         now = fields.Datetime.now()
         if state == self.state and (
