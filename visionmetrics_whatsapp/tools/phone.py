@@ -5,9 +5,12 @@ No Odoo import. Brazilian mobiles gained a ninth digit (9 after the area code) b
 ``+55 11 8765-4321`` are one person.
 """
 
+import functools
+
 import phonenumbers
 
 
+@functools.lru_cache(maxsize=4096)  # the inbox normalizes the same returning senders again and again
 def to_e164(raw, default_region=None):
     """``raw`` (digits, +E.164, or a national number in ``default_region``) as E.164, or None
     when it is not a possible phone number."""
