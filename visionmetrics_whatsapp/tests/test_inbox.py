@@ -13,8 +13,9 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from ..models.vm_whatsapp_inbox import LANES
+from ..models.vm_whatsapp_inbox import HANDLERS, LANES
 from ..models.vm_whatsapp_webhook_log import MAX_ATTEMPTS
+from ..providers import events
 from . import payloads
 from .common import WhatsAppHttpCase
 
@@ -291,3 +292,12 @@ class TestInboxFloods(WhatsAppHttpCase):
             body = payloads.evolution_text("odoo-loop", "5511987650000@s.whatsapp.net", "oi", f"LOOP-{i}")
             self._post_signed(self.evolution, body)
         self.assertEqual(self.Log.search_count([]), before + 3)
+
+
+@tagged("post_install", "-at_install")
+class TestInboxHandlers(WhatsAppHttpCase):
+    def test_every_event_kind_has_one_handler_on_the_model_it_changes(self):
+        kinds = {cls.kind for cls in events.WebhookEvent.__subclasses__()} - {"unknown"}
+        self.assertEqual(kinds, set(HANDLERS), "a new kind of event is an event class and a handler")
+        for model, method in HANDLERS.values():
+            self.assertTrue(callable(getattr(self.env[model], method, None)), f"{model}.{method}")
