@@ -4,6 +4,9 @@
 2. When Odoo 18 is importable (or ODOO_SRC points at an Odoo 18.0 tree): install the addon on a
    fresh database and run its Odoo tests (odoo-bin --test-enable), then the end-to-end tests in
    tests/e2e against a real Odoo server on that database.
+3. When EVOLUTION_API_URL and EVOLUTION_API_KEY name a real Evolution API server (and its global
+   key): the gateway contract tests in tests/gateway, against a real Odoo server on the same
+   database. Otherwise they are not collected at all, and one line of the summary says why.
 Without Odoo, step 2 is skipped and the output says so and why. Exit status is non-zero when any
 test fails or an ERROR line appears in Odoo's log.
 """
@@ -22,6 +25,7 @@ import odoo_env  # noqa: E402
 ROOT = odoo_env.ROOT
 RESULT_RE = re.compile(r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database")
 LOG_ERROR_RE = re.compile(r"^\S+ \S+ \d+ (ERROR|CRITICAL) ")
+GATEWAY_SETTINGS = ("EVOLUTION_API_URL", "EVOLUTION_API_KEY")
 
 
 class Tally:
@@ -101,14 +105,25 @@ def run_odoo_suite(tally, odoo_cmd, odoo_addons, workdir):
     if proc.returncode and not (match and error_lines):
         print(f"odoo exited with status {proc.returncode}")
     # The end-to-end tests drive a real server on the database the addon was just installed on.
+    env = dict(odoo_env.odoo_env(), VM_E2E_DB=dbname, VM_E2E_CONF=str(conf))
     if (ROOT / "tests" / "e2e").is_dir():
-        env = dict(odoo_env.odoo_env(), VM_E2E_DB=dbname, VM_E2E_CONF=str(conf))
         run_pytest(tally, "End-to-end tests", ["tests/e2e"], env=env)
+    # The gateway contract tests, against a real Evolution API server, on the same database.
+    if not gateway_skip_reason():
+        run_pytest(tally, "Gateway tests (Evolution API)", ["tests/gateway"], env=env)
+
+
+def gateway_skip_reason():
+    """Why the gateway suite cannot run (None when it can): it needs a real Evolution API server."""
+    missing = [name for name in GATEWAY_SETTINGS if not os.environ.get(name)]
+    if missing:
+        return f"{' and '.join(missing)} not set (the URL and global API key of a real Evolution API server)"
+    return None
 
 
 def main():
     tally = Tally()
-    run_pytest(tally, "Tests without Odoo", ["tests", "--ignore=tests/e2e"])
+    run_pytest(tally, "Tests without Odoo", ["tests", "--ignore=tests/e2e", "--ignore=tests/gateway"])
     try:
         odoo_cmd, odoo_addons, _version = odoo_env.find_odoo()
     except odoo_env.OdooNotFound as e:
@@ -122,6 +137,9 @@ def main():
         print(f"  {note}")
     if not odoo_cmd:
         print(f"  Odoo suite SKIPPED: {skipped_reason}. Install Odoo 18.0 (or set ODOO_SRC) to run it.")
+    gateway_reason = gateway_skip_reason() or (None if odoo_cmd else "it needs the Odoo suite's database")
+    if gateway_reason:
+        print(f"  Gateway suite NOT RUN: {gateway_reason}.")
     print(f"{tally.passed} passed, {tally.failed} failed, {tally.skipped} skipped")
     return 1 if tally.failed else 0
 

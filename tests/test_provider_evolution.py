@@ -1,6 +1,7 @@
 """Evolution API v2: recorded and realistic webhooks, the secret header, and the HTTP calls."""
 
 import json
+import pathlib
 from datetime import datetime
 
 import pytest
@@ -15,6 +16,7 @@ from visionmetrics_whatsapp.providers import (
     WebhookPayloadError,
     WhatsAppProviderError,
     WhatsAppProviderRetryableError,
+    WhatsAppSessionNotFoundError,
 )
 from visionmetrics_whatsapp.providers.events import (
     ConnectionUpdate,
@@ -28,6 +30,8 @@ from visionmetrics_whatsapp.providers.evolution import EvolutionProvider
 API = "https://evolution.example.com"
 SECRET = "long-random-secret-ção"
 HOOK = "https://odoo.example.com/vm_whatsapp/webhook/evolution/tok123"
+# Answers and webhooks of a real Evolution API 2.3.6 server, recorded with curl (tokens redacted)
+RECORDED = pathlib.Path(__file__).resolve().parent / "samples" / "evolution"
 
 
 @pytest.fixture
@@ -381,7 +385,7 @@ def test_create_session_without_qr_yet_is_pending(provider, sample_json):
     responses.post(API + "/instance/create", json=sample_json("evolution/instance.create.response.json"), status=201)
     info = provider.create_session(external_id="212ae1a7")
     assert info.state == "pending" and info.qr_code is None
-    assert "CONFIG_SESSION_PHONE_VERSION" in info.message
+    assert "reaches WhatsApp" in info.message
     assert json.loads(responses.calls[0].request.body)["instanceName"] == "212ae1a7"
     assert "number" not in json.loads(responses.calls[0].request.body)
 
@@ -470,9 +474,10 @@ def test_status_error_body_with_200_raises(provider):
 def test_status_get_is_retried_on_5xx_then_succeeds(provider):
     url = API + "/instance/connectionState/odoo-loja-01"
     responses.get(url, status=502, body="Bad Gateway")
-    responses.get(url, json={"instance": {"state": "close"}})
-    assert provider.get_session_status().state == "closed"
-    assert len(responses.calls) == 2
+    responses.get(url, json={"instance": {"state": "open"}})
+    responses.get(API + "/instance/fetchInstances", json=[{"name": "odoo-loja-01", "ownerJid": None}])
+    assert provider.get_session_status().state == "connected"
+    assert len(responses.calls) == 3
 
 
 @responses.activate
@@ -536,3 +541,141 @@ def test_send_text(provider):
 def test_check_connection(provider):
     responses.get(API + "/instance/connectionState/odoo-loja-01", json={"instance": {"state": "open"}})
     assert provider.check_connection() == "Evolution API reachable; instance odoo-loja-01 is open."
+
+
+# ---------------------------------------------------------------------- a real 2.3.6 server's answers
+
+
+def recorded(name):
+    return json.loads((RECORDED / name).read_text())
+
+
+def recorded_answer(name):
+    exchange = recorded(name)
+    return {"json": exchange["body"], "status": exchange["status"]}
+
+
+def answer(method, path, name):
+    """Make ``responses`` answer ``method path`` with a recorded exchange (status and body)."""
+    responses.add(method, API + path, **recorded_answer(name))
+
+
+@pytest.fixture
+def real():
+    """The adapter as it talks to the recorded server's instance."""
+    return EvolutionProvider(
+        api_base_url=API, api_key="global-key", external_id="gw-sample-01", webhook_secret=SECRET, webhook_url=HOOK
+    )
+
+
+@responses.activate
+def test_recorded_create_without_qr_is_pending_and_keeps_no_token(real):
+    answer("POST", "/instance/create", "instance.create.201.json")
+    info = real.create_session()
+    assert (info.external_id, info.state, info.qr_code, info.qr_image) == ("gw-sample-01", "pending", None, None)
+    assert "no QR code yet" in info.message
+    assert "CONFIG_SESSION_PHONE_VERSION" not in info.message  # gone from 2.3.6
+    assert recorded("instance.create.201.json")["body"]["hash"] not in repr(info)
+
+
+@responses.activate
+def test_recorded_create_of_an_existing_name_sets_the_webhook_and_connects(real):
+    answer("POST", "/instance/create", "instance.create.403-name-in-use.json")
+    responses.post(API + "/webhook/set/gw-sample-01", json={"webhook": {}})
+    answer("GET", "/instance/connect/gw-sample-01", "instance.connect.no-qr.json")
+    assert real.create_session().state == "pending"
+    assert [c.request.url.split("/", 3)[3] for c in responses.calls] == [
+        "instance/create",
+        "webhook/set/gw-sample-01",
+        "instance/connect/gw-sample-01",
+    ]
+
+
+@responses.activate
+def test_recorded_unknown_instance_is_a_clear_instance_error(real):
+    answer("GET", "/instance/connectionState/ghost-x", "instance.unknown.404.json")
+    answer("DELETE", "/instance/logout/ghost-x", "instance.unknown.404.json")
+    with pytest.raises(WhatsAppSessionNotFoundError) as caught:
+        EvolutionProvider(api_base_url=API, api_key="k", external_id="ghost-x").check_connection()
+    assert caught.value.status_code == 404
+    assert not isinstance(caught.value, WhatsAppProviderRetryableError)
+    assert str(caught.value).startswith('Evolution API: the instance "ghost-x" does not exist on this server')
+    info = real.get_session_status("ghost-x")
+    assert (info.state, info.message) == ("failed", str(caught.value))
+    assert real.close_session("ghost-x").state == "closed", "nothing to log out"
+    assert len(responses.calls) == 3, "a 404 is not retried"
+
+
+@responses.activate
+def test_recorded_unknown_instance_in_fetch_instances(real):
+    answer("GET", "/instance/fetchInstances", "instance.fetchInstances.404.json")
+    with pytest.raises(WhatsAppSessionNotFoundError, match='instance "ghost-x" does not exist'):
+        real._request("GET", "/instance/fetchInstances", params={"instanceName": "ghost-x"})
+
+
+@responses.activate
+def test_recorded_other_404_and_bad_key_are_not_instance_errors(real):
+    responses.get(API + "/instance/connectionState/gw-sample-01", status=404, json={"message": "Cannot GET"})
+    with pytest.raises(WhatsAppProviderError) as caught:
+        real.check_connection()
+    assert not isinstance(caught.value, WhatsAppSessionNotFoundError)
+    url = API + "/instance/connectionState/gw-sample-01"
+    responses.replace(responses.GET, url, **recorded_answer("instance.unauthorized.401.json"))
+    with pytest.raises(WhatsAppProviderError, match="rejected the credentials") as caught:
+        real.check_connection()
+    assert not isinstance(caught.value, WhatsAppSessionNotFoundError)
+
+
+@responses.activate
+def test_recorded_close_while_reconnecting_keeps_the_session_waiting(real):
+    """A new instance that WhatsApp does not answer yet: connectionState says close between two
+    attempts while its webhooks say connecting; its record has no disconnection code."""
+    answer("GET", "/instance/connectionState/gw-sample-01", "instance.connectionState.close-reconnecting.json")
+    answer("GET", "/instance/fetchInstances", "instance.fetchInstances.reconnecting.json")
+    info = real.get_session_status()
+    assert (info.state, info.qr_code) == ("pending", None)
+    assert "reconnecting" in info.message
+
+
+@responses.activate
+def test_recorded_close_after_a_logout_is_final(real):
+    answer("GET", "/instance/connectionState/gw-sample-01", "instance.connectionState.close-reconnecting.json")
+    answer("GET", "/instance/fetchInstances", "instance.fetchInstances.after-logout.json")
+    info = real.get_session_status()
+    assert (info.state, info.message) == ("closed", "Evolution API closed the instance (reason 401).")
+
+
+@responses.activate
+def test_recorded_close_with_an_unreadable_record_is_not_final(real):
+    answer("GET", "/instance/connectionState/gw-sample-01", "instance.connectionState.close-reconnecting.json")
+    responses.get(API + "/instance/fetchInstances", status=500, json={"message": "boom"})
+    assert real.get_session_status().state == "pending"
+
+
+@responses.activate
+def test_recorded_connecting_without_qr_is_pending(real):
+    answer("GET", "/instance/connectionState/gw-sample-01", "instance.connectionState.connecting.json")
+    answer("GET", "/instance/connect/gw-sample-01", "instance.connect.no-qr.json")
+    assert real.get_session_status().state == "pending"
+
+
+@pytest.mark.parametrize("name", ["instance.logout.200.json", "instance.logout.400-not-connected.json"])
+@responses.activate
+def test_recorded_logout_answers_close_the_session(real, name):
+    answer("DELETE", "/instance/logout/gw-sample-01", name)
+    assert real.close_session().state == "closed"
+
+
+def test_recorded_connecting_webhook(real):
+    body = (RECORDED / "connection.update.connecting.json").read_bytes().strip()
+    headers = {**recorded("webhook.headers.json"), "X-VM-Webhook-Secret": SECRET}
+    assert real.verify_webhook(body, headers) == SIGNATURE_VALID
+    assert real.verify_webhook(body, recorded("webhook.headers.json")) == SIGNATURE_INVALID
+    [event] = real.parse_webhook(body, headers)
+    assert isinstance(event, ConnectionUpdate)
+    assert (event.session, event.state, event.phone, event.reason) == ("gw-sample-01", "pending", None, None)
+
+
+def test_recorded_close_webhook_of_a_logout(real):
+    [event] = real.parse_webhook((RECORDED / "connection.update.close-logout.json").read_bytes())
+    assert (event.session, event.state, event.reason) == ("gw-sample-01", "closed", "401")

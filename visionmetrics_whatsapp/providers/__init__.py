@@ -1,7 +1,12 @@
 """Provider adapters: plain Python, no Odoo import (see base.py)."""
 
 from .base import SIGNATURE_INVALID, SIGNATURE_MISSING, SIGNATURE_VALID, WhatsAppProvider
-from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppProviderRetryableError
+from .exceptions import (
+    WebhookPayloadError,
+    WhatsAppProviderError,
+    WhatsAppProviderRetryableError,
+    WhatsAppSessionNotFoundError,
+)
 
 __all__ = [
     "PROVIDERS",
@@ -12,6 +17,7 @@ __all__ = [
     "WhatsAppProvider",
     "WhatsAppProviderError",
     "WhatsAppProviderRetryableError",
+    "WhatsAppSessionNotFoundError",
     "get_provider_class",
     "register",
 ]

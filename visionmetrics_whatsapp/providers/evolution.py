@@ -1,9 +1,12 @@
 """Evolution API v2 (self-hosted, Baileys): QR code or pairing code.
 
-Facts used here (reference/provider-apis.md §1): header ``apikey``; the instance is created with our
-webhook (URL, events and the ``X-VM-Webhook-Secret`` header, since Evolution signs nothing);
-``/instance/connect`` answers ``{"count": 0}`` while no QR exists yet and 200
-``{"error": true, ...}`` for an unknown instance; webhook events are lower-case dotted
+Facts used here (reference/provider-apis.md §1, and the answers of a real 2.3.6 server recorded in
+tests/samples/evolution/): header ``apikey``; the instance is created with our webhook (URL, events
+and the ``X-VM-Webhook-Secret`` header, since Evolution signs nothing); ``/instance/connect``
+answers ``{"count": 0}`` while no QR exists yet; every route of an unknown instance answers 404
+``{"response": {"message": ["The \"x\" instance does not exist"]}}``; ``connectionState`` says
+``close`` between two reconnect attempts too, and only the instance's record (fetchInstances
+``disconnectionReasonCode``) tells a final close; webhook events are lower-case dotted
 (``messages.upsert``), one message per POST.
 
 Contacts: the identity is ``key.remoteJid`` (device suffix dropped), which may be a ``@lid``; the
@@ -14,6 +17,7 @@ In groups the contact is the participant (``participantAlt`` holds its phone whe
 import base64
 import binascii
 import logging
+import re
 import secrets
 from typing import ClassVar
 from urllib.parse import quote
@@ -21,7 +25,7 @@ from urllib.parse import quote
 from . import register
 from .base import WhatsAppProvider
 from .events import ConnectionUpdate, InboundMessage, QrUpdate, SessionInfo, StatusUpdate, UnknownEvent
-from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppSessionNotFoundError
 from .utils import (
     as_bool,
     as_dict,
@@ -66,6 +70,10 @@ MEDIA_KINDS = (
 )
 WRAPPERS = ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "documentWithCaptionMessage")
 STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")  # v1 sent the index
+# Baileys close codes after which Evolution does not reconnect (loggedOut, forbidden, 402, 406)
+FINAL_CLOSE_CODES = (401, 402, 403, 406)
+# the 404 of an unknown instance: 'The "x" instance does not exist' (fetchInstances: 'Instance "x" not found')
+UNKNOWN_INSTANCE_RE = re.compile(r'"(?P<name>[^"]*)" instance does not exist|Instance "(?P<other>[^"]*)" not found')
 
 
 @register
@@ -102,6 +110,24 @@ class EvolutionProvider(WhatsAppProvider):
 
     def _path(self, template, name):
         return template.format(quote(name, safe=""))
+
+    def _request(self, method, path, **kwargs):
+        """Evolution's 404 for an unknown instance becomes a WhatsAppSessionNotFoundError."""
+        try:
+            return super()._request(method, path, **kwargs)
+        except WhatsAppSessionNotFoundError:
+            raise
+        except WhatsAppProviderError as e:
+            match = e.status_code == 404 and UNKNOWN_INSTANCE_RE.search(e.message)
+            if not match:
+                raise
+            name = match["name"] if match["name"] is not None else match["other"]
+            raise WhatsAppSessionNotFoundError(
+                f'Evolution API: the instance "{name}" does not exist on this server (deleted, or never '
+                "created there). Connect again to create it.",
+                status_code=404,
+                provider=self.code,
+            ) from None
 
     # ------------------------------------------------------------------ sessions
 
@@ -154,7 +180,10 @@ class EvolutionProvider(WhatsAppProvider):
 
     def get_session_status(self, external_id=None):
         name = self._name(external_id)
-        data = as_dict(self._request("GET", self._path("/instance/connectionState/{}", name)))
+        try:
+            data = as_dict(self._request("GET", self._path("/instance/connectionState/{}", name)))
+        except WhatsAppSessionNotFoundError as e:
+            return SessionInfo(name, "failed", message=e.message)
         self._raise_for_error_body(data)
         raw_state = as_text(as_dict(data.get("instance")).get("state"))
         if raw_state is None:
@@ -162,24 +191,35 @@ class EvolutionProvider(WhatsAppProvider):
         if raw_state == "connecting":  # waiting for a scan: fetch the current QR
             data = self._request("GET", self._path("/instance/connect/{}", name))
             return self._session_from_connect(name, as_dict(data))
+        if raw_state == "close":
+            return self._closed_or_reconnecting(name)
         info = SessionInfo(name, self.SESSION_STATES.get(raw_state, "pending"), message=f"Evolution state: {raw_state}")
         if info.state == "connected":
-            info.phone = self._owner_phone(name)
+            record = self._instance_record(name)
+            owner = record.get("ownerJid") or as_dict(record.get("instance")).get("owner")
+            info.phone = phone_from_jid(owner)
         return info
 
-    def _owner_phone(self, name):
-        """The connected number (fetchInstances ``ownerJid``), or None when it cannot be read."""
+    def _closed_or_reconnecting(self, name):
+        """``connectionState`` says ``close`` between two reconnect attempts as well as after a
+        logout: the close is final only when the instance's record says it closed with a code
+        after which Evolution does not reconnect. Otherwise the session is still waiting."""
+        record = self._instance_record(name)
+        code = record.get("disconnectionReasonCode")
+        if record.get("connectionStatus") == "close" and code in FINAL_CLOSE_CODES:
+            return SessionInfo(name, "closed", message=f"Evolution API closed the instance (reason {code}).")
+        return SessionInfo(name, "pending", message="Evolution API is reconnecting the instance to WhatsApp.")
+
+    def _instance_record(self, name):
+        """The instance as fetchInstances lists it (``connectionStatus``, ``ownerJid``,
+        ``disconnectionReasonCode``...), or {} when it cannot be read."""
         try:
             data = self._request("GET", "/instance/fetchInstances", params={"instanceName": name})
         except WhatsAppProviderError as e:
-            _logger.info("evolution: cannot read the owner of %s: %s", name, e)
-            return None
-        for item in as_list(data) or [data]:
-            item = as_dict(item)
-            owner = item.get("ownerJid") or as_dict(item.get("instance")).get("owner")
-            if phone_from_jid(owner):
-                return phone_from_jid(owner)
-        return None
+            _logger.info("evolution: cannot read the instance %s: %s", name, e)
+            return {}
+        items = [as_dict(item) for item in as_list(data) or [data]]
+        return next((item for item in items if item.get("name") == name), items[0] if items else {})
 
     def _session_from_connect(self, name, data):
         """SessionInfo from a /instance/connect answer (or the ``qrcode`` of a create answer)."""
@@ -195,8 +235,8 @@ class EvolutionProvider(WhatsAppProvider):
         return SessionInfo(
             name,
             "pending",
-            message="Evolution API has no QR code yet; if this lasts, "
-            "check CONFIG_SESSION_PHONE_VERSION on the server.",
+            message="Evolution API has no QR code yet; if this lasts, check that the Evolution server "
+            "reaches WhatsApp (web.whatsapp.com) and runs a current release.",
         )
 
     def _raise_for_error_body(self, data):
@@ -206,10 +246,13 @@ class EvolutionProvider(WhatsAppProvider):
             raise WhatsAppProviderError(f"Evolution API: {message}", provider=self.code)
 
     def close_session(self, external_id=None):
-        """Log out (the instance stays, ready for a new QR). Not connected is not an error."""
+        """Log out (the instance stays, ready for a new QR). Not connected, or an instance that
+        no longer exists, is not an error."""
         name = self._name(external_id)
         try:
             self._request("DELETE", self._path("/instance/logout/{}", name))
+        except WhatsAppSessionNotFoundError:
+            _logger.info("evolution: instance %s does not exist, nothing to log out", name)
         except WhatsAppProviderError as e:
             if e.status_code != 400 or "not connected" not in e.message.lower():
                 raise

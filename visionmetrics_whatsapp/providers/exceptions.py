@@ -18,6 +18,10 @@ class WhatsAppProviderError(Exception):
         return self.message
 
 
+class WhatsAppSessionNotFoundError(WhatsAppProviderError):
+    """The provider does not know the instance / session (deleted, or never created there)."""
+
+
 class WhatsAppProviderRetryableError(WhatsAppProviderError):
     """A transient failure (timeout, connection refused, 5xx, 429): try again later."""
 
