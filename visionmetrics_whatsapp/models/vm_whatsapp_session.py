@@ -16,6 +16,7 @@ from ..tools.phone import mask, to_e164
 _logger = logging.getLogger(__name__)
 
 OPEN_STATES = ("pending", "qr_ready")
+ENDED_STATES = ("expired", "failed", "closed")
 DEFAULT_QR_LIFETIME = 60  # seconds, when the provider does not say
 SESSION_MAX_AGE = timedelta(minutes=10)  # an unscanned session older than this is expired
 HEALTH_CHECK_INTERVAL = timedelta(minutes=15)  # connected sessions are checked this often
@@ -256,6 +257,12 @@ class VmWhatsappSession(models.Model):
                     if event.kind == "qr"
                     else self.env._("Connection update with no session to apply it to.")
                 )
+                results.append(("ignored", note))
+                continue
+            if session.state in ENDED_STATES and (event.kind == "qr" or event.state in OPEN_STATES):
+                # A gateway that keeps reconnecting (Evolution after a logout) does not reopen an
+                # attempt that ended: only connecting again (action_connect) starts a new one.
+                note = self.env._("This connection attempt has ended; connect again to start a new one.")
                 results.append(("ignored", note))
                 continue
             if event.kind == "qr":

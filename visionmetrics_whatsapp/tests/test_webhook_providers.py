@@ -190,6 +190,14 @@ class TestConnectionWebhooks(WhatsAppHttpCase):
         self.assertEqual(self._post_signed(self.evolution, closed).status_code, 200)
         self.assertEqual(self.session.state, "closed")
         self.assertEqual(self.evolution.state, "disconnected")
+        # Evolution keeps reconnecting after a logout (a real 2.3.6 server does): its late
+        # connecting updates and QR codes do not reopen the ended attempt.
+        connecting = self._evolution_event("connection.update", {"instance": "odoo-loja-01", "state": "connecting"})
+        qr = self._evolution_event("qrcode.updated", {"qrcode": {"instance": "odoo-loja-01", "code": "2@late"}})
+        for body in (connecting, qr):
+            self.assertEqual(self._post_signed(self.evolution, body).status_code, 200)
+            self.assertEqual(self._last_log().state, "ignored")
+        self.assertEqual((self.session.state, self.evolution.state), ("closed", "disconnected"))
 
     def test_connection_event_of_another_instance_is_ignored(self):
         other = payloads.dump(
