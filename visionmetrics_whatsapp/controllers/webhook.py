@@ -53,7 +53,7 @@ class WhatsAppWebhookController(http.Controller):
             _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
             return self._answer(404, "unknown webhook")
         try:
-            adapter = Integration_sudo._webhook_adapter(endpoint)
+            adapter = Integration_sudo._get_provider("webhook", endpoint=endpoint)
         except UserError as e:  # no or wrong encryption key: the provider retries later
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
@@ -82,13 +82,14 @@ class WhatsAppWebhookController(http.Controller):
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
         """Meta's verification request: echo hub.challenge when hub.verify_token is ours."""
-        endpoint = self._endpoint(request.env["vm.whatsapp.integration"].sudo(), token)
+        Integration_sudo = request.env["vm.whatsapp.integration"].sudo()
+        endpoint = self._endpoint(Integration_sudo, token)
         if not endpoint or endpoint.provider != provider:
             return self._answer(404, "unknown webhook")
-        integration_sudo = request.env["vm.whatsapp.integration"].sudo().browse(endpoint.id)
-        challenge = integration_sudo._get_provider_class()().handshake(params, integration_sudo.webhook_token)
+        # the endpoint is the integration whose webhook token is ``token``: the verify token
+        challenge = Integration_sudo._get_provider("parse", endpoint=endpoint).handshake(params, token)
         if challenge is None:
-            _logger.warning("WhatsApp webhook handshake refused for integration %s", integration_sudo.id)
+            _logger.warning("WhatsApp webhook handshake refused for integration %s", endpoint.id)
             return request.make_response("Forbidden", status=403, headers=[("Content-Type", "text/plain")])
         return request.make_response(challenge, headers=[("Content-Type", "text/plain")])
 

@@ -340,9 +340,8 @@ class VmWhatsappSession(models.Model):
         self.ensure_one()
         now = fields.Datetime.now()
         message = self.error_message or False
-        provider_class = self.integration_id._get_provider_class()
         recently = self.last_checked_at and self.last_checked_at + POLL_MIN_INTERVAL > now
-        if self.state in OPEN_STATES and provider_class.polls_status and not recently:
+        if self.state in OPEN_STATES and self.integration_id.provider_polls_status and not recently:
             try:
                 self._check_with_provider()
             except (WhatsAppProviderError, UserError) as e:
@@ -391,7 +390,7 @@ class VmWhatsappSession(models.Model):
         run retries) when it polls, then expire the session if stale."""
         self.ensure_one()
         integration = self.integration_id
-        if integration._get_provider_class().polls_status:
+        if integration.provider_polls_status:
             try:
                 provider = integration._get_provider()
                 provider.timeout = MONITOR_TIMEOUT

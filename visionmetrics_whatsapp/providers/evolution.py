@@ -19,7 +19,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from . import register
-from .base import WhatsAppProvider
+from .base import AUTH_BY_HEADER, WhatsAppProvider
 from .events import ConnectionUpdate, InboundMessage, QrUpdate, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
 from .utils import (
@@ -72,7 +72,13 @@ STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYE
 class EvolutionProvider(WhatsAppProvider):
     code = "evolution"
     provider_name = "Evolution API"
+    sequence = 20
+    event_kinds = frozenset({"message", "status", "connection", "qr"})
+    webhook_auth = AUTH_BY_HEADER
     uses_qr = True
+    uses_pairing_code = True
+    registers_webhook = True  # with the instance, or /webhook/set
+    downloads_media = True
 
     # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
     # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.
