@@ -128,3 +128,11 @@ def test_register_refuses_a_provider_that_does_not_describe_itself():
         register(OddAuth)
     assert PROVIDERS["sandbox"].__name__ == "SandboxProvider"
     assert not {"nameless", "odd_events", "odd_auth"} & set(PROVIDERS)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_verify_webhook_takes_the_query_parameters(code):
+    """The webhook route passes the URL's query parameters to every provider; without a secret
+    nothing is valid, whatever the request holds."""
+    verdict = PROVIDERS[code]().verify_webhook(b"{}", {}, params={"vm_secret": "x"})
+    assert verdict != "valid"

@@ -1,11 +1,12 @@
 """The providers' webhook (DESIGN §5).
 
 A request goes, top to bottom: find the integration by the token in the URL (never by the
-payload) → authenticate it with the provider adapter → check that its body parses → store it in
-vm.whatsapp.webhook.log, in one INSERT whatever the outcome → answer. The answer is sent after
-Odoo commits the transaction, so a 200 means the request is stored. Its events (messages,
-statuses, connection changes) are applied by the inbox (vm.whatsapp.inbox), woken up by the
-request, in batches.
+payload) → authenticate it with the provider adapter (its body, headers and URL query parameters:
+a provider that signs nothing gets a webhook URL that carries the secret; the query is never
+stored) → check that its body parses → store it in vm.whatsapp.webhook.log, in one INSERT
+whatever the outcome → answer. The answer is sent after Odoo commits the transaction, so a 200
+means the request is stored. Its events (messages, statuses, connection changes) are applied by
+the inbox (vm.whatsapp.inbox), woken up by the request, in batches.
 """
 
 import logging
@@ -58,7 +59,7 @@ class WhatsAppWebhookController(http.Controller):
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        signature = adapter.verify_webhook(body, headers)
+        signature = adapter.verify_webhook(body, headers, params=httprequest.args.to_dict())
         if signature != SIGNATURE_VALID:
             log = store(body, "rejected", signature=signature, error=f"Signature {signature}.")
             _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)

@@ -164,9 +164,11 @@ class WhatsAppProvider:
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
-        """Authenticate a raw webhook request. Returns ``SIGNATURE_VALID``, ``SIGNATURE_INVALID``
-        or ``SIGNATURE_MISSING``. Fails closed: with no ``webhook_secret`` nothing is valid."""
+    def verify_webhook(self, body, headers, params=None):
+        """Authenticate a raw webhook request: its body (bytes), headers and the query parameters
+        of its URL (a mapping; ``webhook_auth`` says which of them this provider reads). Returns
+        ``SIGNATURE_VALID``, ``SIGNATURE_INVALID`` or ``SIGNATURE_MISSING``. Fails closed: with no
+        ``webhook_secret`` nothing is valid."""
         raise NotImplementedError
 
     def parse_events(self, body, headers=None):

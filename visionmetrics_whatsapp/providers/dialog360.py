@@ -81,5 +81,5 @@ class Dialog360Provider(CloudApiProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))

@@ -272,7 +272,7 @@ class EvolutionProvider(WhatsAppProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))
 
     def parse_webhook(self, body, headers=None):

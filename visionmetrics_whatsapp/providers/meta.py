@@ -81,7 +81,7 @@ class MetaProvider(CloudApiProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256=")
 
     def handshake(self, params, verify_token):

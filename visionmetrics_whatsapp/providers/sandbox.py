@@ -120,7 +120,7 @@ class SandboxProvider(WhatsAppProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256=")
 
     def parse_webhook(self, body, headers=None):

@@ -192,7 +192,7 @@ class WahaProvider(WhatsAppProvider):
         mimetype = media.get("mimetype") or (response.headers.get("Content-Type") or "").split(";")[0] or None
         return response.content, mimetype, media.get("filename")
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         result = self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha512)
         if result != SIGNATURE_VALID:
             return result

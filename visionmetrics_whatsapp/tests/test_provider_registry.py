@@ -9,7 +9,8 @@ from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from ..models.vm_whatsapp_inbox import HANDLERS
-from ..providers import CAPABILITIES, PROVIDERS
+from ..providers import CAPABILITIES, PROVIDERS, SIGNATURE_VALID
+from ..providers.sandbox import SandboxProvider
 from .common import WhatsAppCase, WhatsAppHttpCase
 
 CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
@@ -103,11 +104,22 @@ class TestProviderRegistry(WhatsAppCase):
 class TestProviderWebhooks(WhatsAppHttpCase):
     def test_every_provider_fails_closed(self):
         """Whatever the provider, a request without its credentials is refused before anything
-        is parsed."""
+        is parsed, also when the URL's query carries a guess."""
         for code in PROVIDERS:
             integration = self._create_integration(code, external_id="x", webhook_secret="s3cr3t-value")
             url = f"/vm_whatsapp/webhook/{code}/{integration.webhook_token}"
             with mute_logger(CONTROLLER_LOGGER):
-                response = self.url_open(url, data=b"{}", headers={"Content-Type": "application/json"})
-            self.assertEqual(response.status_code, 401, code)
+                for query in ("", "?vm_secret=guess"):
+                    response = self.url_open(url + query, data=b"{}", headers={"Content-Type": "application/json"})
+                    self.assertEqual(response.status_code, 401, f"{code} {query}")
             self.assertEqual(self._last_log().state, "rejected")
+
+    def test_the_query_parameters_reach_the_provider(self):
+        integration = self._create_integration("sandbox", external_id="sbx-q")
+        body = self._sandbox_message(integration, "+5511987650000", "oi")
+        with patch.object(SandboxProvider, "verify_webhook", autospec=True, return_value=SIGNATURE_VALID) as verify:
+            url = f"/vm_whatsapp/webhook/sandbox/{integration.webhook_token}?vm_secret=abc&x=1"
+            response = self.url_open(url, data=body, headers={"Content-Type": "application/json"})
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(verify.call_args.kwargs["params"], {"vm_secret": "abc", "x": "1"})
+        self.assertNotIn("abc", self._last_log().headers + (self._last_log().payload or ""))
