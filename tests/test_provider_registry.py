@@ -3,9 +3,11 @@ event vocabulary the inbox applies (vm.whatsapp.inbox.HANDLERS, read from its so
 that no Odoo is needed)."""
 
 import ast
+import logging
 import pathlib
 
 import pytest
+import responses
 
 from visionmetrics_whatsapp import providers
 from visionmetrics_whatsapp.providers import (
@@ -136,3 +138,20 @@ def test_verify_webhook_takes_the_query_parameters(code):
     nothing is valid, whatever the request holds."""
     verdict = PROVIDERS[code]().verify_webhook(b"{}", {}, params={"vm_secret": "x"})
     assert verdict != "valid"
+
+
+@responses.activate
+def test_a_retried_call_is_logged_without_what_its_path_must_hide(caplog):
+    class TokenInPath(WhatsAppProvider):  # not registered
+        code, provider_name = "token_in_path", "Token in path"
+
+        def _path_for_log(self, path):
+            return path.replace("s3cr3t", "***")
+
+    provider = TokenInPath(api_base_url="https://gw.example.com")
+    responses.get("https://gw.example.com/token/s3cr3t/status", status=503)
+    responses.get("https://gw.example.com/token/s3cr3t/status", json={"ok": True})
+    with caplog.at_level(logging.INFO, logger="visionmetrics_whatsapp.providers.base"):
+        assert provider._request("GET", "/token/s3cr3t/status") == {"ok": True}
+    assert "retrying GET /token/***/status" in caplog.text
+    assert "s3cr3t" not in caplog.text

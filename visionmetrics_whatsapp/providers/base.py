@@ -263,6 +263,10 @@ class WhatsAppProvider:
         """Headers that authenticate our calls to the provider."""
         return {}
 
+    def _path_for_log(self, path):
+        """``path`` as it may be logged: a provider whose paths hold a credential masks it."""
+        return path
+
     def _error_message(self, response):
         """Best human message from an error response body."""
         try:
@@ -298,7 +302,8 @@ class WhatsAppProvider:
             except WhatsAppProviderRetryableError:
                 if attempt == attempts:
                     raise
-                _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, path, attempt + 1)
+                shown = self._path_for_log(path)
+                _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, shown, attempt + 1)
         raise AssertionError("unreachable")
 
     def _request_once(self, method, url, json_body, params, headers, raw):
