@@ -9,3 +9,4 @@ from . import test_connect_tour
 from . import test_inbox
 from . import test_access
 from . import test_provider_registry
+from . import test_provider_zapi
