@@ -300,6 +300,7 @@ def test_seeds_parse_cleanly(code):
         events = PROVIDERS[code]().parse_webhook(json.dumps(seed).encode())
         check_events(events)
         assert events and not any(isinstance(e, UnknownEvent) for e in events)
+        assert {event.kind for event in events} <= PROVIDERS[code].event_kinds, "declared in event_kinds"
 
 
 @pytest.mark.parametrize("code", sorted(SEEDS))

@@ -1,11 +1,12 @@
 """The providers' webhook (DESIGN §5).
 
 A request goes, top to bottom: find the integration by the token in the URL (never by the
-payload) → authenticate it with the provider adapter → check that its body parses → store it in
-vm.whatsapp.webhook.log, in one INSERT whatever the outcome → answer. The answer is sent after
-Odoo commits the transaction, so a 200 means the request is stored. Its events (messages,
-statuses, connection changes) are applied by the inbox (vm.whatsapp.inbox), woken up by the
-request, in batches.
+payload) → authenticate it with the provider adapter (its body, headers and URL query parameters:
+a provider that signs nothing gets a webhook URL that carries the secret; the query is never
+stored) → check that its body parses → store it in vm.whatsapp.webhook.log, in one INSERT
+whatever the outcome → answer. The answer is sent after Odoo commits the transaction, so a 200
+means the request is stored. Its events (messages, statuses, connection changes) are applied by
+the inbox (vm.whatsapp.inbox), woken up by the request, in batches.
 """
 
 import logging
@@ -53,12 +54,12 @@ class WhatsAppWebhookController(http.Controller):
             _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
             return self._answer(404, "unknown webhook")
         try:
-            adapter = Integration_sudo._webhook_adapter(endpoint)
+            adapter = Integration_sudo._get_provider("webhook", endpoint=endpoint)
         except UserError as e:  # no or wrong encryption key: the provider retries later
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        signature = adapter.verify_webhook(body, headers)
+        signature = adapter.verify_webhook(body, headers, params=httprequest.args.to_dict())
         if signature != SIGNATURE_VALID:
             log = store(body, "rejected", signature=signature, error=f"Signature {signature}.")
             _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
@@ -82,13 +83,14 @@ class WhatsAppWebhookController(http.Controller):
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
         """Meta's verification request: echo hub.challenge when hub.verify_token is ours."""
-        endpoint = self._endpoint(request.env["vm.whatsapp.integration"].sudo(), token)
+        Integration_sudo = request.env["vm.whatsapp.integration"].sudo()
+        endpoint = self._endpoint(Integration_sudo, token)
         if not endpoint or endpoint.provider != provider:
             return self._answer(404, "unknown webhook")
-        integration_sudo = request.env["vm.whatsapp.integration"].sudo().browse(endpoint.id)
-        challenge = integration_sudo._get_provider_class()().handshake(params, integration_sudo.webhook_token)
+        # the endpoint is the integration whose webhook token is ``token``: the verify token
+        challenge = Integration_sudo._get_provider("parse", endpoint=endpoint).handshake(params, token)
         if challenge is None:
-            _logger.warning("WhatsApp webhook handshake refused for integration %s", integration_sudo.id)
+            _logger.warning("WhatsApp webhook handshake refused for integration %s", endpoint.id)
             return request.make_response("Forbidden", status=403, headers=[("Content-Type", "text/plain")])
         return request.make_response(challenge, headers=[("Content-Type", "text/plain")])
 

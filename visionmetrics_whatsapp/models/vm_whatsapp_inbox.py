@@ -211,7 +211,7 @@ class VmWhatsappInbox(models.AbstractModel):
                 outcomes[log] = log._integration_deleted_outcome()
                 continue
             try:
-                events = integration._get_parser().parse_events(log._body(), log._headers())
+                events = integration._get_provider("parse").parse_events(log._body(), log._headers())
             except WebhookPayloadError as e:
                 outcomes[log] = ("rejected", clean_text(str(e), 2000))
                 continue

@@ -7,7 +7,8 @@ import requests
 from odoo import api, fields, models, tools
 from odoo.exceptions import UserError
 
-from ..providers import WhatsAppProviderError, get_provider_class
+from .. import providers
+from ..providers import WhatsAppProviderError
 from ..tools import crypto
 from . import access
 
@@ -18,13 +19,14 @@ WebhookEndpoint = namedtuple("WebhookEndpoint", "id company_id provider external
 SANDBOX_TEST_SENDER = "+5511999990001"
 TEST_MESSAGE_TIMEOUT = 10  # seconds for "Send test message" to reach our own webhook
 
-PROVIDER_SELECTION = [
-    ("sandbox", "Sandbox (no account needed)"),
-    ("evolution", "Evolution API"),
-    ("waha", "WAHA"),
-    ("meta", "Meta WhatsApp Cloud API"),
-    ("dialog360", "360dialog"),
-]
+# What an adapter built by _get_provider() is for; see there.
+PROVIDER_PURPOSES = ("api", "webhook", "parse")
+
+
+def _capability_field(string):
+    """A field ``provider_<capability>``: that capability of the integration's provider class
+    (providers.CAPABILITIES), for the views and the code that depend on what a provider does."""
+    return fields.Boolean(string, compute="_compute_provider_capabilities")
 
 
 class VmWhatsappIntegration(models.Model):
@@ -44,7 +46,10 @@ class VmWhatsappIntegration(models.Model):
     name = fields.Char(required=True, default=lambda self: self.env._("WhatsApp"))
     active = fields.Boolean(default=True)
     company_id = fields.Many2one("res.company", required=True, index=True, default=lambda self: self.env.company)
-    provider = fields.Selection(PROVIDER_SELECTION, required=True, default="sandbox")
+    # The registered providers (providers/__init__.py), read when this module is imported: every
+    # provider module is imported by then. A list rather than a callable, so that Odoo checks
+    # the values written and translates the labels.
+    provider = fields.Selection(providers.selection(), required=True, default="sandbox")
     state = fields.Selection(
         [
             ("draft", "Draft"),
@@ -116,6 +121,22 @@ class VmWhatsappIntegration(models.Model):
         help="Webhook requests of this number that could not be applied (retried, then kept with their reason).",
     )
 
+    # What the provider does (one field per providers.CAPABILITIES, read from its class).
+    provider_uses_qr = _capability_field("Connects by QR Code")
+    provider_uses_pairing_code = _capability_field("Offers a Pairing Code")
+    provider_uses_api_url = _capability_field("Uses an API URL")
+    provider_requires_api_url = _capability_field("Requires an API URL")
+    provider_uses_api_key = _capability_field("Uses an API Key")
+    provider_uses_external_id = _capability_field("Uses an Instance / Session / Phone Number ID")
+    provider_requires_external_id = _capability_field("Requires an Instance / Session / Phone Number ID")
+    provider_uses_verify_token = _capability_field("Verifies the Webhook URL with a Token")
+    provider_generates_webhook_secret = _capability_field("Generates the Webhook Secret")
+    provider_registers_webhook = _capability_field("Registers the Webhook")
+    provider_polls_status = _capability_field("Polls the Session State")
+    provider_downloads_media = _capability_field("Downloads Media")
+    provider_sends_media = _capability_field("Sends Media")
+    provider_simulates_messages = _capability_field("Simulates Messages")
+
     _sql_constraints = [
         ("webhook_token_uniq", "UNIQUE(webhook_token)", "The webhook token must be unique."),
     ]
@@ -131,6 +152,14 @@ class VmWhatsappIntegration(models.Model):
                 if integration.webhook_token and integration.provider
                 else False
             )
+
+    @api.depends("provider")
+    def _compute_provider_capabilities(self):
+        for integration in self:
+            provider_class = providers.PROVIDERS.get(integration.provider)
+            capabilities = provider_class.capabilities() if provider_class else {}
+            for name in providers.CAPABILITIES:
+                integration[f"provider_{name}"] = capabilities.get(name, False)
 
     def _compute_secrets(self):
         # Write-only: reading never returns the secret.
@@ -240,27 +269,6 @@ class VmWhatsappIntegration(models.Model):
             integration.webhook_secret_encrypted or None,
         )
 
-    @api.model
-    def _webhook_adapter(self, endpoint):
-        """The provider adapter that authenticates and parses an endpoint's webhooks. Raises
-        UserError when the webhook secret cannot be decrypted (no or wrong encryption key)."""
-        secret = None
-        if endpoint.secret_envelope:
-            aad = crypto.associated_data(self._name, "webhook_secret", endpoint.id, endpoint.company_id)
-            try:
-                secret = self._get_keyring().decrypt(endpoint.secret_envelope, aad)
-            except crypto.DecryptionError as e:
-                error = self.env._(
-                    "Cannot read the webhook secret of integration %(id)s: %(error)s", id=endpoint.id, error=e
-                )
-                raise UserError(error) from None
-        return get_provider_class(endpoint.provider)(external_id=endpoint.external_id, webhook_secret=secret)
-
-    def _get_parser(self):
-        """An adapter that parses this integration's webhooks (no secret: parsing needs none)."""
-        self.ensure_one()
-        return self._get_provider_class()(external_id=self.external_id)
-
     # ------------------------------------------------------------------ secrets
 
     @api.model
@@ -300,7 +308,7 @@ class VmWhatsappIntegration(models.Model):
         """Generate the webhook secret of providers that take it from us (all but Meta, whose
         App Secret the administrator enters)."""
         self.ensure_one()
-        if self._get_provider_class().generates_webhook_secret and not self.sudo().webhook_secret_encrypted:
+        if self.provider_generates_webhook_secret and not self.sudo().webhook_secret_encrypted:
             self._set_secret("webhook_secret", secrets.token_urlsafe(32))
 
     @api.model
@@ -330,21 +338,61 @@ class VmWhatsappIntegration(models.Model):
 
     # ------------------------------------------------------------------ provider
 
-    def _get_provider_class(self):
-        self.ensure_one()
-        return get_provider_class(self.provider)
+    def _get_provider(self, purpose="api", endpoint=None):
+        """The provider adapter of this integration: the one way the addon builds an adapter
+        (its class comes from the provider registry, providers.get_provider_class).
 
-    def _get_provider(self):
-        """The provider adapter for this integration, with its secrets decrypted."""
-        self.ensure_one()
-        return self._get_provider_class()(
-            api_base_url=self.api_base_url,
-            api_key=self._get_secret("api_key"),
-            external_id=self.external_id,
-            webhook_secret=self._get_secret("webhook_secret"),
-            webhook_url=self.sudo().webhook_url,
-            base_url=self.get_base_url(),
-        )
+        ``purpose`` says what the adapter is for, and so which settings it is given; only the
+        secrets it needs are decrypted:
+
+        - ``"api"``: calling the provider (connect, state, disconnect, send, download media):
+          the API URL, API key, external id, webhook secret and URL, and the server's URL;
+        - ``"webhook"``: authenticating and parsing a webhook request: the external id and the
+          webhook secret;
+        - ``"parse"``: parsing stored webhook bodies (the inbox) and answering a provider's GET
+          handshake: the external id, no secret.
+
+        ``endpoint``, a WebhookEndpoint of :meth:`_webhook_endpoint`, gives the settings of the
+        "webhook" and "parse" purposes instead of a record: the webhook route reads no
+        integration row. Raises UserError when a secret cannot be decrypted (no or wrong
+        encryption key)."""
+        if purpose not in PROVIDER_PURPOSES:
+            raise ValueError(f"Unknown provider adapter purpose {purpose!r}")
+        if endpoint is None:
+            self.ensure_one()
+            provider_class = providers.get_provider_class(self.provider)
+        else:
+            if purpose == "api":
+                raise ValueError("An adapter that calls the provider is built from the integration, not an endpoint.")
+            provider_class = providers.get_provider_class(endpoint.provider)
+        if purpose == "api":
+            return provider_class(
+                api_base_url=self.api_base_url,
+                api_key=self._get_secret("api_key"),
+                external_id=self.external_id,
+                webhook_secret=self._get_secret("webhook_secret"),
+                webhook_url=self.sudo().webhook_url,
+                base_url=self.get_base_url(),
+            )
+        external_id = endpoint.external_id if endpoint else self.external_id or None
+        secret = None
+        if purpose == "webhook":
+            secret = self._endpoint_secret(endpoint) if endpoint else self._get_secret("webhook_secret")
+        return provider_class(external_id=external_id, webhook_secret=secret)
+
+    @api.model
+    def _endpoint_secret(self, endpoint):
+        """The clear webhook secret of a WebhookEndpoint (None when it has none)."""
+        if not endpoint.secret_envelope:
+            return None
+        aad = crypto.associated_data(self._name, "webhook_secret", endpoint.id, endpoint.company_id)
+        try:
+            return self._get_keyring().decrypt(endpoint.secret_envelope, aad)
+        except crypto.DecryptionError as e:
+            error = self.env._(
+                "Cannot read the webhook secret of integration %(id)s: %(error)s", id=endpoint.id, error=e
+            )
+            raise UserError(error) from None
 
     # ------------------------------------------------------------------ actions
 
@@ -411,8 +459,7 @@ class VmWhatsappIntegration(models.Model):
         the provider would, and say what the route answered."""
         self._check_manage_access()
         self.ensure_one()
-        provider = self._get_provider()
-        if not hasattr(provider, "build_message_payload"):
+        if not self.provider_simulates_messages:
             raise UserError(self.env._("Test messages can only be simulated with the Sandbox provider."))
         self._ensure_webhook_secret()
         provider = self._get_provider()  # with the secret just generated, if any

@@ -133,7 +133,9 @@ class VmWhatsappMessage(models.Model):
             "webhook_log_id": log.id,
         }
         if event.media:
-            vals.update(media_ref=json.dumps(event.media), media_state="pending")
+            vals["media_ref"] = json.dumps(event.media)
+            if conversation.integration_id.provider_downloads_media:
+                vals["media_state"] = "pending"
         return vals
 
     # ------------------------------------------------------------------ inbox

@@ -142,7 +142,7 @@ class VmWhatsappSession(models.Model):
         if info.state is None:
             return
         if info.state in OPEN_STATES and (info.qr_code or info.qr_image):
-            if info.qr_code != self.qr_code or info.qr_image and not self.qr_image:
+            if self._is_new_qr(info):
                 self._apply_qr_update(info.qr_code, info.qr_image, info.pairing_code, expires_in=info.expires_in)
             return
         if info.state in OPEN_STATES:
@@ -150,6 +150,16 @@ class VmWhatsappSession(models.Model):
                 self.error_message = info.message
             return
         self._apply_connection_update(info.state, phone=info.phone, reason=info.message)
+
+    def _is_new_qr(self, info):
+        """Whether a SessionInfo holds another QR than the one shown: another QR payload, or for
+        a provider that gives only an image, another image (the same QR polled again keeps its
+        expiry)."""
+        if info.qr_code:
+            return info.qr_code != self.qr_code or bool(info.qr_image and not self.qr_image)
+        png = provider_png(info.qr_image)
+        shown = self.qr_image.decode() if isinstance(self.qr_image, bytes) else self.qr_image
+        return bool(png) and base64.b64encode(png).decode() != shown
 
     def _apply_qr_update(self, qr_code=None, qr_image=None, pairing_code=None, expires_in=None):
         """Store a new QR (rendered from ``qr_code``, or the provider's PNG / data URL) and/or
@@ -347,9 +357,8 @@ class VmWhatsappSession(models.Model):
         self.ensure_one()
         now = fields.Datetime.now()
         message = self.error_message or False
-        provider_class = self.integration_id._get_provider_class()
         recently = self.last_checked_at and self.last_checked_at + POLL_MIN_INTERVAL > now
-        if self.state in OPEN_STATES and provider_class.polls_status and not recently:
+        if self.state in OPEN_STATES and self.integration_id.provider_polls_status and not recently:
             try:
                 self._check_with_provider()
             except (WhatsAppProviderError, UserError) as e:
@@ -398,7 +407,7 @@ class VmWhatsappSession(models.Model):
         run retries) when it polls, then expire the session if stale."""
         self.ensure_one()
         integration = self.integration_id
-        if integration._get_provider_class().polls_status:
+        if integration.provider_polls_status:
             try:
                 provider = integration._get_provider()
                 provider.timeout = MONITOR_TIMEOUT

@@ -7,10 +7,10 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger, sql
 
+from .. import providers
 from ..providers import SIGNATURE_VALID
 from ..tools.text import clean_text
 from . import access
-from .vm_whatsapp_integration import PROVIDER_SELECTION
 
 _logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class VmWhatsappWebhookLog(models.Model):
     company_id = ReferenceWithoutForeignKey(
         "res.company", required=True, readonly=True, default=lambda self: self.env.company
     )
-    provider = fields.Selection(PROVIDER_SELECTION, readonly=True)
+    provider = fields.Selection(providers.selection(), readonly=True)  # as vm.whatsapp.integration's
     event_type = fields.Char(readonly=True)
     received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
     remote_addr = fields.Char("Remote Address", readonly=True)
@@ -163,7 +163,7 @@ class VmWhatsappWebhookLog(models.Model):
         row = {
             "integration_id": endpoint.id if endpoint else None,
             "company_id": company_id,
-            "provider": provider if provider in dict(PROVIDER_SELECTION) else None,
+            "provider": provider if provider in providers.PROVIDERS else None,
             "remote_addr": clean_text(remote_addr, 64),
             "headers": self._redact_headers(headers),
             "payload": self._decode_body(body),

@@ -1,10 +1,11 @@
 """The interface every provider adapter implements.
 
 Adapters are plain classes with no Odoo import: the addon builds one from an integration's
-settings (``vm.whatsapp.integration._get_provider()``) and calls the methods below. All HTTP goes
-through ``_request()``, which always sets a timeout, adds the provider's auth headers and maps
-failures to :mod:`.exceptions`. Webhook bodies reach the addon through ``parse_events()``, which
-cleans what each adapter's ``parse_webhook()`` returns: the addon never calls ``parse_webhook()``.
+settings (``vm.whatsapp.integration._get_provider()``, the one way it does) and calls the methods
+below. All HTTP goes through ``_request()``, which always sets a timeout, adds the provider's auth
+headers and maps failures to :mod:`.exceptions`. Webhook bodies reach the addon through
+``parse_events()``, which cleans what each adapter's ``parse_webhook()`` returns: the addon never
+calls ``parse_webhook()``.
 """
 
 import hmac
@@ -24,17 +25,67 @@ SIGNATURE_INVALID = "invalid"
 SIGNATURE_MISSING = "missing"
 
 
+# How a provider's webhooks prove that they come from it (``WhatsAppProvider.webhook_auth``).
+AUTH_BY_SIGNATURE = "signature"  # an HMAC of the raw body, in a header
+AUTH_BY_HEADER = "header"  # our webhook secret, sent back in a header
+AUTH_BY_QUERY = "query"  # our webhook secret in the URL's query string (nothing is signed)
+WEBHOOK_AUTHS = (AUTH_BY_SIGNATURE, AUTH_BY_HEADER, AUTH_BY_QUERY)
+
+# What a provider can do, as booleans read from its class (see WhatsAppProvider): the
+# integration mirrors each one as a field ``provider_<name>``, which its views and code read.
+CAPABILITIES = (
+    "uses_qr",
+    "uses_pairing_code",
+    "uses_api_url",
+    "requires_api_url",
+    "uses_api_key",
+    "uses_external_id",
+    "requires_external_id",
+    "uses_verify_token",
+    "generates_webhook_secret",
+    "registers_webhook",
+    "polls_status",
+    "downloads_media",
+    "sends_media",
+    "simulates_messages",
+)
+
+
 class WhatsAppProvider:
-    """Base class. Subclasses set ``code`` and ``provider_name`` and override the methods that
-    raise ``NotImplementedError``."""
+    """Base class. A provider is described once, by the class attributes below, and registered
+    with ``@register`` (providers/__init__.py): the integration's provider selection, the fields
+    its form shows and the adapters the addon builds all read that registry. Subclasses set
+    ``code`` and ``provider_name`` and override the methods that raise ``NotImplementedError``."""
 
     code = None  # selection code of vm.whatsapp.integration.provider
-    provider_name = None  # human name, shown to administrators
-    uses_qr = False  # True when a number connects by scanning a QR code
-    polls_status = True  # False when session state only arrives by webhook (sandbox)
+    provider_name = None  # human name, shown to administrators and in error messages
+    label = None  # the name in the provider selection, when it is not provider_name
+    sequence = 100  # order in the provider selection
+    # the event kinds (events.EVENT_KINDS) that parse_webhook can return, besides "unknown"
+    event_kinds: ClassVar[frozenset] = frozenset()
+    webhook_auth = AUTH_BY_SIGNATURE  # one of WEBHOOK_AUTHS
+    # request headers (lower case) and top-level JSON keys of a webhook that hold credentials
+    secret_headers: ClassVar[frozenset] = frozenset()
+    secret_body_fields: ClassVar[tuple] = ()
+
+    # Capabilities (CAPABILITIES):
+    uses_qr = False  # a number connects by scanning a QR code
+    uses_pairing_code = False  # ... or by typing a code the provider gives (create_session(phone=))
+    uses_api_url = True  # the integration's api_base_url is the provider's server or API root
+    # requires_api_url: uses_api_url and no default_api_base_url (see capabilities())
+    uses_api_key = True  # the integration's api_key authenticates our calls
+    uses_external_id = True  # the integration's external_id names the instance/session/number
+    requires_external_id = False  # ... and it must be given (it is not created by connecting)
+    uses_verify_token = False  # the provider checks our webhook URL with a token (handshake())
     # True when we choose the webhook secret and give it to the provider; False when the
     # administrator copies it from the provider (Meta's App Secret)
     generates_webhook_secret = True
+    registers_webhook = False  # connecting registers our webhook URL with the provider
+    polls_status = True  # False when session state only arrives by webhook (sandbox)
+    downloads_media = False  # download_media() fetches the file of an inbound message
+    sends_media = False  # no adapter sends media yet: send_text() only
+    simulates_messages = False  # build_message_payload() and sign() make test webhooks (sandbox)
+
     default_api_base_url = None
     timeout = 15  # seconds, for every HTTP call
     get_retries = 2  # extra attempts for idempotent GETs on a retryable failure
@@ -42,6 +93,13 @@ class WhatsAppProvider:
     SESSION_STATES: ClassVar[dict] = {}
     # provider message status -> our message status (pending, sent, delivered, read, failed)
     MESSAGE_STATUSES: ClassVar[dict] = {}
+
+    @classmethod
+    def capabilities(cls):
+        """{capability: bool} for every name of CAPABILITIES."""
+        values = {name: bool(getattr(cls, name, False)) for name in CAPABILITIES}
+        values["requires_api_url"] = cls.uses_api_url and not cls.default_api_base_url
+        return values
 
     def __init__(
         self,
@@ -106,9 +164,11 @@ class WhatsAppProvider:
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
-        """Authenticate a raw webhook request. Returns ``SIGNATURE_VALID``, ``SIGNATURE_INVALID``
-        or ``SIGNATURE_MISSING``. Fails closed: with no ``webhook_secret`` nothing is valid."""
+    def verify_webhook(self, body, headers, params=None):
+        """Authenticate a raw webhook request: its body (bytes), headers and the query parameters
+        of its URL (a mapping; ``webhook_auth`` says which of them this provider reads). Returns
+        ``SIGNATURE_VALID``, ``SIGNATURE_INVALID`` or ``SIGNATURE_MISSING``. Fails closed: with no
+        ``webhook_secret`` nothing is valid."""
         raise NotImplementedError
 
     def parse_events(self, body, headers=None):
@@ -203,6 +263,10 @@ class WhatsAppProvider:
         """Headers that authenticate our calls to the provider."""
         return {}
 
+    def _path_for_log(self, path):
+        """``path`` as it may be logged: a provider whose paths hold a credential masks it."""
+        return path
+
     def _error_message(self, response):
         """Best human message from an error response body."""
         try:
@@ -238,7 +302,8 @@ class WhatsAppProvider:
             except WhatsAppProviderRetryableError:
                 if attempt == attempts:
                     raise
-                _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, path, attempt + 1)
+                shown = self._path_for_log(path)
+                _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, shown, attempt + 1)
         raise AssertionError("unreachable")
 
     def _request_once(self, method, url, json_body, params, headers, raw):

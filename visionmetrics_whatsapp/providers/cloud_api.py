@@ -32,6 +32,8 @@ MEDIA_TYPES = {
 class CloudApiProvider(WhatsAppProvider):
     """Parsing and sending shared by the Cloud API providers (not registered itself)."""
 
+    event_kinds = frozenset({"message", "status"})
+    downloads_media = True
     media_through_api_host = False  # 360dialog serves Meta's media URLs through its own host
 
     MESSAGE_STATUSES: ClassVar[dict] = {

@@ -7,6 +7,7 @@ payloads, parsed by :mod:`.cloud_api`; messages are sent with ``POST /messages``
 """
 
 from . import register
+from .base import AUTH_BY_HEADER
 from .cloud_api import CloudApiProvider
 from .events import SessionInfo
 from .exceptions import WhatsAppProviderError
@@ -20,7 +21,10 @@ WEBHOOK_CONFIG_PATH = "/v1/configs/webhook"
 class Dialog360Provider(CloudApiProvider):
     code = "dialog360"
     provider_name = "360dialog"
-    uses_qr = False
+    sequence = 50
+    webhook_auth = AUTH_BY_HEADER
+    requires_external_id = True  # the phone number id
+    registers_webhook = True  # POST /v1/configs/webhook
     media_through_api_host = True
     default_api_base_url = "https://waba-v2.360dialog.io"
     messages_path = "/messages"
@@ -77,5 +81,5 @@ class Dialog360Provider(CloudApiProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))

@@ -180,6 +180,11 @@ class UnknownEvent(WebhookEvent):
         return replace(super().sanitized(), event_type=event_type if isinstance(event_type, str) else "", raw={})
 
 
+# The kinds of event an adapter can return besides "unknown": the inbox applies each one
+# (vm.whatsapp.inbox.HANDLERS), and an adapter declares those it emits (event_kinds).
+EVENT_KINDS = frozenset(cls.kind for cls in (InboundMessage, StatusUpdate, ConnectionUpdate, QrUpdate))
+
+
 def _required_id(value, what):
     value = bounded_id(value)
     if not value:

@@ -23,7 +23,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from . import register
-from .base import WhatsAppProvider
+from .base import AUTH_BY_HEADER, WhatsAppProvider
 from .events import ConnectionUpdate, InboundMessage, QrUpdate, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppSessionNotFoundError
 from .utils import (
@@ -80,7 +80,13 @@ UNKNOWN_INSTANCE_RE = re.compile(r'"(?P<name>[^"]*)" instance does not exist|Ins
 class EvolutionProvider(WhatsAppProvider):
     code = "evolution"
     provider_name = "Evolution API"
+    sequence = 20
+    event_kinds = frozenset({"message", "status", "connection", "qr"})
+    webhook_auth = AUTH_BY_HEADER
     uses_qr = True
+    uses_pairing_code = True
+    registers_webhook = True  # with the instance, or /webhook/set
+    downloads_media = True
 
     # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
     # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.
@@ -309,7 +315,7 @@ class EvolutionProvider(WhatsAppProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))
 
     def parse_webhook(self, body, headers=None):

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 
 from . import register
+from .base import AUTH_BY_SIGNATURE
 from .cloud_api import CloudApiProvider
 from .events import SessionInfo
 from .exceptions import WhatsAppProviderError
@@ -24,7 +25,10 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 class MetaProvider(CloudApiProvider):
     code = "meta"
     provider_name = "Meta WhatsApp Cloud API"
-    uses_qr = False
+    sequence = 40
+    webhook_auth = AUTH_BY_SIGNATURE
+    requires_external_id = True  # the phone number id
+    uses_verify_token = True  # the GET handshake, with the token pasted in the App Dashboard
     generates_webhook_secret = False  # the App Secret is copied from the Meta app dashboard
     graph_api_version = GRAPH_API_VERSION
     default_api_base_url = f"{GRAPH_API_URL}/{GRAPH_API_VERSION}"
@@ -77,7 +81,7 @@ class MetaProvider(CloudApiProvider):
 
     # ------------------------------------------------------------------ webhooks
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         return self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha256, prefix="sha256=")
 
     def handshake(self, params, verify_token):

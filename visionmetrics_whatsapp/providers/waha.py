@@ -16,7 +16,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from . import register
-from .base import SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider
+from .base import AUTH_BY_SIGNATURE, SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider
 from .events import ConnectionUpdate, InboundMessage, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
 from .utils import (
@@ -54,7 +54,13 @@ DATA_TYPES = {
 class WahaProvider(WhatsAppProvider):
     code = "waha"
     provider_name = "WAHA"
+    sequence = 30
+    event_kinds = frozenset({"message", "status", "connection"})
+    webhook_auth = AUTH_BY_SIGNATURE
     uses_qr = True
+    uses_pairing_code = True
+    registers_webhook = True  # in the session's config
+    downloads_media = True
     default_session = "default"
     max_clock_skew = 300  # seconds between X-Webhook-Timestamp and now
     now = staticmethod(time.time)  # clock in epoch seconds; tests replace it
@@ -186,7 +192,7 @@ class WahaProvider(WhatsAppProvider):
         mimetype = media.get("mimetype") or (response.headers.get("Content-Type") or "").split(";")[0] or None
         return response.content, mimetype, media.get("filename")
 
-    def verify_webhook(self, body, headers):
+    def verify_webhook(self, body, headers, params=None):
         result = self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha512)
         if result != SIGNATURE_VALID:
             return result

@@ -8,3 +8,5 @@ from . import test_webhook_providers
 from . import test_connect_tour
 from . import test_inbox
 from . import test_access
+from . import test_provider_registry
+from . import test_provider_zapi

@@ -124,3 +124,25 @@ def evolution_connection(instance, state, date_time, status_reason=200):
             "apikey": "INSTANCE-TOKEN-REDACTED",
         }
     )
+
+
+def zapi_received(instance, phone, text, message_id, from_me=False, momment=1632228638000):
+    """A Z-API ReceivedCallback (the documentation's example, trimmed)."""
+    return dump(
+        {
+            "isStatusReply": False,
+            "senderLid": "81896604192873@lid",
+            "connectedPhone": "554499999999",
+            "isGroup": False,
+            "instanceId": instance,
+            "messageId": message_id,
+            "phone": phone,
+            "fromMe": from_me,
+            "momment": momment,
+            "status": "RECEIVED",
+            "chatName": "Joana",
+            "senderName": "Joana",
+            "type": "ReceivedCallback",
+            "text": {"message": text},
+        }
+    )

@@ -7,6 +7,7 @@ from odoo import fields
 from odoo.tests import tagged
 
 from ..models.vm_whatsapp_session import render_qr_png
+from ..providers.events import SessionInfo
 from .common import WhatsAppCase
 from .test_connect_flow import MockedHttpMixin, captured_logs
 
@@ -34,6 +35,24 @@ class TestSessionMonitor(MockedHttpMixin, WhatsAppCase):
 
     def _run_cron(self):
         self.env.ref("visionmetrics_whatsapp.ir_cron_monitor_sessions").method_direct_trigger()
+
+    def test_a_qr_given_only_as_an_image_is_replaced_only_when_it_changes(self):
+        integration = self._create_integration("evolution", api_base_url=EVO_A, external_id="a", api_key="k")
+        session = self._open_session(integration, "a", state="pending")
+        first, second = (
+            SessionInfo(
+                "a", "qr_ready", qr_image=f"data:image/png;base64,{base64.b64encode(render_qr_png(v)).decode()}"
+            )
+            for v in ("first", "second")
+        )
+        session._apply_session_info(first)
+        shown_until = fields.Datetime.now() + timedelta(seconds=7)
+        session.qr_expires_at = shown_until
+        session._apply_session_info(first)
+        self.assertEqual(session.qr_expires_at, shown_until, "the same QR polled again keeps its expiry")
+        session._apply_session_info(second)
+        self.assertNotEqual(session.qr_expires_at, shown_until)
+        self.assertEqual(base64.b64decode(session.qr_image), render_qr_png("second"))
 
     def test_a_timeout_does_not_stop_the_others(self):
         evo_a = self._create_integration("evolution", api_base_url=EVO_A, external_id="a", api_key="k")

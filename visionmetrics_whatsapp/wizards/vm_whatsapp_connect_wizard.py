@@ -10,19 +10,16 @@ class VmWhatsappConnectWizard(models.TransientModel):
 
     integration_id = fields.Many2one("vm.whatsapp.integration", required=True, ondelete="cascade", readonly=True)
     company_id = fields.Many2one(related="integration_id.company_id")
-    provider = fields.Selection(related="integration_id.provider")
     session_id = fields.Many2one("vm.whatsapp.session", readonly=True, ondelete="cascade")
     state = fields.Selection(related="session_id.state")
-    uses_qr = fields.Boolean(compute="_compute_uses_qr")
+    uses_qr = fields.Boolean(related="integration_id.provider_uses_qr")
+    uses_verify_token = fields.Boolean(related="integration_id.provider_uses_verify_token")
+    registers_webhook = fields.Boolean(related="integration_id.provider_registers_webhook")
     refresh_count = fields.Integer("QR Refreshes", readonly=True)
     phone_number = fields.Char(related="integration_id.phone_number")
     webhook_url = fields.Char(related="integration_id.webhook_url")
     webhook_token = fields.Char(related="integration_id.webhook_token", string="Verify Token")
     status_message = fields.Text(related="session_id.error_message")
-
-    def _compute_uses_qr(self):
-        for wizard in self:
-            wizard.uses_qr = wizard.integration_id._get_provider_class().uses_qr
 
     @api.model_create_multi
     def create(self, vals_list):
