@@ -201,5 +201,18 @@ def test_several_cron_workers_apply_a_backlog_once_and_in_order(server, rpc, san
     assert rpc("vm.whatsapp.conversation", "search_count", [("contact_identity", "in", contacts)]) == len(contacts)
 
 
+def test_a_burst_of_identical_connection_updates_is_counted_on_one_log(server, rpc, sandbox):
+    """A gateway in a reconnect loop, its identical updates arriving in parallel: every one is
+    answered 200, they are counted on the latest log, and none waits for or fails on another."""
+    body = json.dumps({"event": "connection", "session": sandbox["session"], "state": "pending"}).encode()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _i: post(server, sandbox, body).status_code, range(40)))
+    assert statuses == [200] * 40
+    logs = rpc("vm.whatsapp.webhook.log", "search_read", [("integration_id", "=", sandbox["id"]),
+               ("event_type", "=", "connection")], ["repeat_count"])  # fmt: skip
+    assert len(logs) <= 8, "a few rows (requests that raced the first one), not 40"
+    assert len(logs) + sum(log["repeat_count"] for log in logs) >= 32, "most repeats are counted"
+
+
 def test_server_log_has_no_error(server):
     assert server.error_lines() == []

@@ -3,6 +3,8 @@ import json
 import logging
 from datetime import timedelta
 
+from psycopg2 import errors as pg_errors
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger, sql
@@ -197,23 +199,51 @@ class VmWhatsappWebhookLog(models.Model):
     @api.model
     def _store_repeat(self, integration_id, repeat_key):
         """Count a request on the integration's latest connection-state log when it says the
-        same (returns that log), else None: a change of state is always stored and applied."""
+        same (returns that log), else None: a change of state is always stored and applied.
+
+        Repeats come in bursts, in parallel: a request that finds the latest log locked, or
+        changed since its transaction began, by a concurrent repeat leaves the counting to it
+        rather than waiting or failing (the count is a measure, not a ledger)."""
+        table = SQL.identifier(self._table)
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                self.env.cr.execute(
+                    SQL(
+                        """SELECT id, repeat_key FROM %(table)s
+                            WHERE integration_id = %(integration)s AND repeat_key IS NOT NULL
+                         ORDER BY id DESC LIMIT 1 FOR UPDATE NOWAIT""",
+                        table=table,
+                        integration=integration_id,
+                    )
+                )
+                row = self.env.cr.fetchone()
+                if not row or row[1] != repeat_key:
+                    return None
+                self.env.cr.execute(
+                    SQL(
+                        """UPDATE %(table)s SET repeat_count = COALESCE(repeat_count, 0) + 1,
+                                  last_repeat_at = (now() AT TIME ZONE 'UTC') WHERE id = %(id)s""",
+                        table=table,
+                        id=row[0],
+                    )
+                )
+                return self.browse(row[0])
+        except (pg_errors.LockNotAvailable, pg_errors.SerializationFailure):
+            # a concurrent repeat holds or changed the latest log: it is the same state, counted there
+            return self._latest_repeat(integration_id, repeat_key)
+
+    @api.model
+    def _latest_repeat(self, integration_id, repeat_key):
         self.env.cr.execute(
             SQL(
-                """UPDATE %(table)s SET repeat_count = COALESCE(repeat_count, 0) + 1,
-                          last_repeat_at = (now() AT TIME ZONE 'UTC')
-                    WHERE id = (SELECT id FROM %(table)s
-                                 WHERE integration_id = %(integration)s AND repeat_key IS NOT NULL
-                              ORDER BY id DESC LIMIT 1)
-                      AND repeat_key = %(key)s
-                RETURNING id""",
-                table=SQL.identifier(self._table),
-                integration=integration_id,
-                key=repeat_key,
+                """SELECT id, repeat_key FROM %s WHERE integration_id = %s AND repeat_key IS NOT NULL
+                ORDER BY id DESC LIMIT 1""",
+                SQL.identifier(self._table),
+                integration_id,
             )
         )
         row = self.env.cr.fetchone()
-        return self.browse(row[0]) if row else None
+        return self.browse(row[0]) if row and row[1] == repeat_key else None
 
     @api.model
     def _repeat_key(self, events):
