@@ -1,3 +1,4 @@
+import functools
 import hashlib
 import json
 import logging
@@ -7,23 +8,32 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger, sql
 
-from ..providers import SIGNATURE_VALID
+from ..providers import SIGNATURE_VALID, get_provider_class
+from ..tools.redact import redact_body, redact_headers
 from ..tools.text import clean_text
 from . import access
 from .vm_whatsapp_integration import PROVIDER_SELECTION
 
 _logger = logging.getLogger(__name__)
 
-# Headers that carry credentials: stored as "[redacted]".
-SECRET_HEADERS = frozenset(
-    {"authorization", "cookie", "apikey", "x-api-key", "d360-api-key", "x-vm-webhook-secret", "proxy-authorization"}
-)
 DEFAULT_RETENTION_DAYS = 30
 # A failed request is applied again after 1, 2, 4, ... minutes, at most MAX_ATTEMPTS times in
 # all (the last retry about 2 hours after the first failure), then it stays failed.
 MAX_ATTEMPTS = 8
 RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
+
+
+@functools.cache
+def provider_secrets(code):
+    """(secret header names, secret body fields) that the provider ``code`` declares; those of
+    every provider for a code that names none."""
+    codes = [code] if code in dict(PROVIDER_SELECTION) else [c for c, _label in PROVIDER_SELECTION]
+    classes = [get_provider_class(c) for c in codes]
+    return (
+        frozenset().union(*(cls.secret_headers for cls in classes)),
+        tuple(dict.fromkeys(field for cls in classes for field in cls.secret_body_fields)),
+    )
 
 
 class ReferenceWithoutForeignKey(fields.Many2one):
@@ -64,8 +74,12 @@ class VmWhatsappWebhookLog(models.Model):
     event_type = fields.Char(readonly=True)
     received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
     remote_addr = fields.Char("Remote Address", readonly=True)
-    headers = fields.Text(readonly=True, help="JSON; secrets redacted.")
-    payload = fields.Text(readonly=True, help="Raw body as received.")
+    headers = fields.Text(
+        readonly=True, help="JSON; only the values of headers that are no credential, the others redacted."
+    )
+    payload = fields.Text(
+        readonly=True, help="Body as received, with the credentials that providers put in it redacted."
+    )
     signature = fields.Selection([("valid", "Valid"), ("invalid", "Invalid"), ("missing", "Missing")], readonly=True)
     state = fields.Selection(
         [
@@ -128,11 +142,9 @@ class VmWhatsappWebhookLog(models.Model):
     # ------------------------------------------------------------------ receiving
 
     @api.model
-    def _redact_headers(self, headers):
-        return json.dumps(
-            {k: ("[redacted]" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()},
-            ensure_ascii=False,
-        )
+    def _redact_headers(self, headers, secret_headers=frozenset()):
+        """The headers to store, as JSON: allow-listed values only (tools/redact.py)."""
+        return json.dumps(redact_headers(headers, secret_headers), ensure_ascii=False)
 
     @api.model
     def _decode_body(self, body):
@@ -141,8 +153,9 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _receive(self, endpoint, provider, body, headers, remote_addr, state="received", **vals):
-        """Store a webhook request as it came: the only write of the webhook route. ``endpoint``
-        is the integration's WebhookEndpoint, or None for an unknown token. A request stored
+        """Store a webhook request as it came, its credentials redacted (tools/redact.py): the
+        only write of the webhook route. ``endpoint`` is the integration's WebhookEndpoint, or
+        None for an unknown token. A request stored
         ``received`` waits for the inbox, woken up shortly after the commit; one that repeats
         the integration's latest connection state (``repeat_key``) is counted on that request's
         log instead of being stored again (a gateway in a reconnect loop sends the same
@@ -160,13 +173,14 @@ class VmWhatsappWebhookLog(models.Model):
             repeated = self._store_repeat(endpoint.id, repeat_key)
             if repeated:
                 return repeated
+        secret_headers, secret_fields = provider_secrets(endpoint.provider if endpoint else None)
         row = {
             "integration_id": endpoint.id if endpoint else None,
             "company_id": company_id,
             "provider": provider if provider in dict(PROVIDER_SELECTION) else None,
             "remote_addr": clean_text(remote_addr, 64),
-            "headers": self._redact_headers(headers),
-            "payload": self._decode_body(body),
+            "headers": self._redact_headers(headers, secret_headers),
+            "payload": self._decode_body(redact_body(body, secret_fields)),
             "state": state,
             "signature": vals.pop("signature", None),
             "event_type": vals.pop("event_type", None),

@@ -42,6 +42,11 @@ class WhatsAppProvider:
     SESSION_STATES: ClassVar[dict] = {}
     # provider message status -> our message status (pending, sent, delivered, read, failed)
     MESSAGE_STATUSES: ClassVar[dict] = {}
+    # What of a webhook request is a credential, never stored (the webhook log keeps headers by
+    # an allow-list anyway): lower-case names of headers that carry one, and top-level keys of the
+    # JSON body that hold one (replaced by "[redacted]" before the body is stored).
+    secret_headers: ClassVar[frozenset] = frozenset()
+    secret_body_fields: ClassVar[tuple] = ()
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ class Dialog360Provider(CloudApiProvider):
     provider_name = "360dialog"
     uses_qr = False
     media_through_api_host = True
+    secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "d360-api-key"})
     default_api_base_url = "https://waba-v2.360dialog.io"
     messages_path = "/messages"
 

@@ -73,6 +73,10 @@ class EvolutionProvider(WhatsAppProvider):
     code = "evolution"
     provider_name = "Evolution API"
     uses_qr = True
+    # Our webhook secret; the API key, should a proxy or a header setting pass it on; and the
+    # instance token Evolution puts in every webhook body (``apikey``, null unless it exposes it).
+    secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "apikey"})
+    secret_body_fields = ("apikey",)
 
     # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
     # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.

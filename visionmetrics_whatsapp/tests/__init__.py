@@ -8,3 +8,4 @@ from . import test_webhook_providers
 from . import test_connect_tour
 from . import test_inbox
 from . import test_access
+from . import test_webhook_attacks

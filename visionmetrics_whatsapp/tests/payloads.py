@@ -48,7 +48,10 @@ def meta_status(phone_number_id, message_id, status, recipient="16505551234", ti
     return dump(meta_envelope(phone_number_id, {"statuses": [status]}))
 
 
-def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100):
+def evolution_text(
+    instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100, apikey=None
+):
+    """A messages.upsert of Evolution API 2.3.6 (``apikey``: its instance token, when it exposes it)."""
     return dump(
         {
             "event": "messages.upsert",
@@ -67,7 +70,7 @@ def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=
             "date_time": "2025-10-13T07:38:20.004Z",
             "sender": "5511900000000@s.whatsapp.net",
             "server_url": "https://evolution.example.com",
-            "apikey": None,
+            "apikey": apikey,
         }
     )
 

@@ -1,0 +1,98 @@
+"""Attacks on a running server's webhook route (issue 11), replayed as tests: what a request
+may make us store, replays of signed requests, and floods of unauthenticated ones."""
+
+import json
+from unittest.mock import patch
+
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from . import payloads
+from .common import WhatsAppHttpCase
+
+CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
+INBOX_LOGGER = "odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_inbox"
+INSTANCE_TOKEN = "B6D711FCDE4D4FD5936544120E713976"  # an Evolution instance token (its ``hash``)
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookAttacks(WhatsAppHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Log = cls.env["vm.whatsapp.webhook.log"]
+        cls.evolution = cls._create_integration(
+            "evolution", api_base_url="https://evo.example.com", external_id="loja-attack", api_key="global-key"
+        )
+        cls.waha = cls._create_integration("waha", api_base_url="https://waha.example.com", external_id="default")
+        cls.sandbox = cls._create_integration("sandbox", external_id="sbx-attack")
+        for integration in (cls.evolution, cls.waha):
+            session = cls.env["vm.whatsapp.session"].create(
+                {"integration_id": integration.id, "external_id": integration.external_id}
+            )
+            session._apply_connection_update("connected", phone="+5511900000000")
+
+    def _logs(self):
+        return self.Log.search([], order="id")
+
+    # ------------------------------------------------------------------ what is stored
+
+    def test_credentials_of_a_request_are_not_stored(self):
+        """Evolution puts its instance token in every body; senders and proxies add headers of
+        their own. Nothing credential-like reaches the log, and the inbox (and Reprocess) still
+        parse the stored body."""
+        body = payloads.evolution_text(
+            "loja-attack", "5511987650000@s.whatsapp.net", "Tem horário?", "3EB0-CRED", apikey=INSTANCE_TOKEN
+        )
+        secret = self.evolution._get_secret("webhook_secret")
+        headers = {
+            **payloads.sign("evolution", secret, body),
+            "Apikey": INSTANCE_TOKEN,
+            "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.jwt-credential",
+            "X-Custom-Token": "custom-token-credential",
+            "X-Evolution-Session": "session-credential",
+            "Cookie": "session_id=cookie-credential",
+            "X-Forwarded-For": "203.0.113.7",
+            "User-Agent": "axios/1.7.7",
+        }
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        with (
+            patch.object(Conversation, "_attribute_all", side_effect=ValueError("boom")),
+            mute_logger(INBOX_LOGGER),
+        ):
+            self.assertEqual(self._post(self.evolution, body, headers).status_code, 200)
+        log = self._last_log()
+        dump = json.dumps(self._raw_row(log), default=str)
+        for credential in (
+            secret,
+            INSTANCE_TOKEN,
+            "jwt-credential",
+            "custom-token-credential",
+            "session-credential",
+            "cookie-credential",
+        ):
+            self.assertNotIn(credential, dump)
+        kept = json.loads(log.headers)
+        self.assertEqual(
+            (kept["X-Forwarded-For"], kept["User-Agent"], kept["Content-Type"]),
+            ("203.0.113.7", "axios/1.7.7", "application/json"),
+        )
+        for name in ("X-Vm-Webhook-Secret", "Apikey", "Authorization", "X-Custom-Token", "Cookie"):
+            self.assertEqual(kept[name], "[redacted]", name)
+        stored = json.loads(log.payload)
+        self.assertEqual(stored["apikey"], "[redacted]")
+        self.assertEqual(stored["data"]["message"]["conversation"], "Tem horário?", "the rest as received")
+        # Reprocess works from the stored body: no signature is checked again.
+        self.assertEqual(log.state, "failed")
+        log.action_reprocess()
+        self.assertEqual(log.state, "processed")
+        self.assertEqual(log.message_ids.body, "Tem horário?")
+
+    def test_a_body_that_is_not_json_keeps_no_credential(self):
+        body = b'{"event": "messages.upsert", "apikey": "' + INSTANCE_TOKEN.encode() + b'", "data": {'
+        with mute_logger(CONTROLLER_LOGGER):
+            self.assertEqual(self._post_signed(self.evolution, body).status_code, 400)
+        log = self._last_log()
+        self.assertEqual(log.state, "rejected")
+        self.assertNotIn(INSTANCE_TOKEN, log.payload)
+        self.assertIn('"apikey": "[redacted]"', log.payload)
