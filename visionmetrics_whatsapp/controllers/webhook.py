@@ -58,10 +58,10 @@ class WhatsAppWebhookController(http.Controller):
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        signature = adapter.verify_webhook(body, headers)
+        signature, reason = adapter.authenticate_webhook(body, headers)
         if signature != SIGNATURE_VALID:
-            log = store(body, "rejected", signature=signature, error=f"Signature {signature}.")
-            _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
+            log = store(body, "rejected", signature=signature, error=reason or f"Signature {signature}.")
+            _logger.warning("WhatsApp webhook %s rejected (401): %s", log.id, reason or f"signature {signature}")
             return self._answer(401, "invalid signature")
         try:
             events = adapter.parse_events(body, headers)

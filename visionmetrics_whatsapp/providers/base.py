@@ -116,6 +116,13 @@ class WhatsAppProvider:
         or ``SIGNATURE_MISSING``. Fails closed: with no ``webhook_secret`` nothing is valid."""
         raise NotImplementedError
 
+    def authenticate_webhook(self, body, headers):
+        """``(verdict, reason)``: the verdict of :meth:`verify_webhook` and, for a request that is
+        not valid, why, when the verdict alone does not say it (a sentence for the webhook log;
+        None otherwise). Adapters that refuse signed requests for another reason (a replay)
+        override this method."""
+        return self.verify_webhook(body, headers), None
+
     def parse_events(self, body, headers=None):
         """The events of a raw body (bytes), cleaned for storage: what the addon calls, never
         :meth:`parse_webhook` directly. Values from a provider can hold NUL characters, lone

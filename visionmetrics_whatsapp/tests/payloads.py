@@ -4,6 +4,7 @@ the values a test needs, and signed the way each provider signs them."""
 import hashlib
 import hmac
 import json
+import time
 
 
 def dump(payload):
@@ -76,10 +77,11 @@ def evolution_text(
 
 
 def waha_text(session, chat_id, text, message_id, timestamp=1667561485):
+    """A message event; WAHA dates the envelope (signed) when it sends it: now."""
     return dump(
         {
             "id": "evt_01aaaaaaaaaaaaaaaaaaaaaaaa",
-            "timestamp": timestamp * 1000,
+            "timestamp": int(time.time() * 1000),
             "event": "message",
             "session": session,
             "engine": "WEBJS",
@@ -96,6 +98,22 @@ def waha_text(session, chat_id, text, message_id, timestamp=1667561485):
                 "vCards": [],
                 "_data": {"notifyName": "Carlos"},
             },
+        }
+    )
+
+
+def waha_session_status(session, status, event_id, timestamp_ms):
+    """A session.status as WAHA posts it: its event id and time (ms) are in the signed body."""
+    return dump(
+        {
+            "id": event_id,
+            "timestamp": int(timestamp_ms),
+            "event": "session.status",
+            "session": session,
+            "me": {"id": "5511900000000@c.us", "pushName": "Loja"},
+            "payload": {"status": status},
+            "engine": "WEBJS",
+            "environment": {"version": "2025.11.1", "engine": "WEBJS", "tier": "CORE"},
         }
     )
 

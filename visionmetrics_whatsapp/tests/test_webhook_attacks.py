@@ -2,6 +2,7 @@
 may make us store, replays of signed requests, and floods of unauthenticated ones."""
 
 import json
+import time
 from unittest.mock import patch
 
 from odoo.tests import tagged
@@ -13,6 +14,11 @@ from .common import WhatsAppHttpCase
 CONTROLLER_LOGGER = "odoo.addons.visionmetrics_whatsapp.controllers.webhook"
 INBOX_LOGGER = "odoo.addons.visionmetrics_whatsapp.models.vm_whatsapp_inbox"
 INSTANCE_TOKEN = "B6D711FCDE4D4FD5936544120E713976"  # an Evolution instance token (its ``hash``)
+DAY_MS = 86_400_000
+
+
+def now_ms():
+    return int(time.time() * 1000)
 
 
 @tagged("post_install", "-at_install")
@@ -96,3 +102,35 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         self.assertEqual(log.state, "rejected")
         self.assertNotIn(INSTANCE_TOKEN, log.payload)
         self.assertIn('"apikey": "[redacted]"', log.payload)
+
+    # ------------------------------------------------------------------ replays
+
+    def test_an_old_signed_waha_request_is_refused_whatever_its_timestamp_header(self):
+        """A captured session.status STOPPED, two days old, replayed without X-Webhook-Timestamp
+        (which WAHA does not sign) or with a fresh one: its signed body says when it was sent."""
+        body = payloads.waha_session_status("default", "STOPPED", "evt_01jz0replay0000000000000", now_ms() - 2 * DAY_MS)
+        signed = payloads.sign("waha", self.waha._get_secret("webhook_secret"), body)
+        with mute_logger(CONTROLLER_LOGGER):
+            self.assertEqual(self._post(self.waha, body, signed).status_code, 401)
+            log = self._last_log()
+            rewritten = {**signed, "X-Webhook-Timestamp": str(now_ms())}
+            self.assertEqual(self._post(self.waha, body, rewritten).status_code, 401)
+        self.assertEqual((log.state, log.integration_id), ("rejected", self.waha))
+        self.assertIn("replay", log.error.lower())
+        self.assertIn("old", log.error.lower())
+        self.assertEqual(self.waha.state, "connected")
+        # From the future, or undated: refused as well.
+        for stamp in (now_ms() + DAY_MS, None):
+            payload = json.loads(payloads.waha_session_status("default", "STOPPED", "evt_01jz0future00000000000", 0))
+            payload["timestamp"] = stamp
+            late = payloads.dump(payload)
+            with mute_logger(CONTROLLER_LOGGER):
+                response = self._post(
+                    self.waha, late, payloads.sign("waha", self.waha._get_secret("webhook_secret"), late)
+                )
+            self.assertEqual(response.status_code, 401, stamp)
+        self.assertEqual(self.waha.state, "connected")
+        # Sent now (and a little skew either way): applied.
+        fresh = payloads.waha_session_status("default", "STOPPED", "evt_01jz0fresh000000000000", now_ms() + 3000)
+        self.assertEqual(self._post_signed(self.waha, fresh).status_code, 200)
+        self.assertEqual(self.waha.state, "disconnected")
