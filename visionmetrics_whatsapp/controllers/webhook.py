@@ -2,10 +2,10 @@
 
 A request goes, top to bottom: find the integration by the token in the URL (never by the
 payload) → authenticate it with the provider adapter → check that its body parses → store it in
-vm.whatsapp.webhook.log, in one INSERT whatever the outcome → answer. The answer is sent after
-Odoo commits the transaction, so a 200 means the request is stored. Its events (messages,
-statuses, connection changes) are applied by the inbox (vm.whatsapp.inbox), woken up by the
-request, in batches.
+vm.whatsapp.webhook.log, in one INSERT whatever the outcome (none for an event already stored:
+a duplicate) → answer. The answer is sent after Odoo commits the transaction, so a 200 means
+the request is stored. Its events (messages, statuses, connection changes) are applied by the
+inbox (vm.whatsapp.inbox), woken up by the request, in batches.
 """
 
 import logging
@@ -69,15 +69,18 @@ class WhatsAppWebhookController(http.Controller):
             log = store(body, "rejected", signature=signature, error=str(e))
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
-        store(
+        log = store(
             body,
             "received",
             signature=signature,
             event_type=Log_sudo._event_type(events),
             lane=env_sudo["vm.whatsapp.inbox"]._lane(endpoint.id, events),
             repeat_key=Log_sudo._repeat_key(events),
+            event_id=adapter.webhook_event_id(body, events),
         )
-        return self._answer(200, "ok")
+        if not log:  # this event was stored before: a retry of the provider, or a replay
+            return self._answer(200, duplicate=True)
+        return self._answer(200)
 
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
@@ -110,6 +113,8 @@ class WhatsAppWebhookController(http.Controller):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")
         return int(value) if value and value.isdigit() else DEFAULT_MAX_BYTES
 
-    def _answer(self, status, message):
+    def _answer(self, status, message=None, duplicate=False):
         payload = {"status": "ok"} if status == 200 else {"status": "error", "error": message}
+        if duplicate:
+            payload["duplicate"] = True
         return request.make_json_response(payload, status=status)

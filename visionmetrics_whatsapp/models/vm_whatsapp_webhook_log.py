@@ -4,6 +4,8 @@ import json
 import logging
 from datetime import timedelta
 
+from psycopg2 import errors as pg_errors
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger, sql
@@ -22,6 +24,8 @@ DEFAULT_RETENTION_DAYS = 30
 MAX_ATTEMPTS = 8
 RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
+# One request per integration and provider event id (see _receive).
+EVENT_INDEX = "vm_whatsapp_webhook_log_event_uniq"
 
 
 @functools.cache
@@ -106,6 +110,13 @@ class VmWhatsappWebhookLog(models.Model):
     repeat_key = fields.Char(
         readonly=True, help="What a request holding only a connection state says, to store its repeats once."
     )
+    event_id = fields.Char(
+        "Event ID",
+        readonly=True,
+        copy=False,
+        help="The provider's id of what the request carries; a request with the same one is answered as a "
+        "duplicate, neither stored nor applied again.",
+    )
     repeat_count = fields.Integer("Repeats", readonly=True, help="Identical requests received after this one.")
     last_repeat_at = fields.Datetime("Last Repeat", readonly=True)
     message_ids = fields.One2many("vm.whatsapp.message", "webhook_log_id", string="Messages")
@@ -130,6 +141,15 @@ class VmWhatsappWebhookLog(models.Model):
             ["next_attempt_at"],
             where="state = 'failed' AND next_attempt_at IS NOT NULL",
         )
+        # A provider event is stored once per integration, even when delivered concurrently.
+        if not sql.index_exists(self.env.cr, EVENT_INDEX):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE UNIQUE INDEX %s ON %s (integration_id, event_id) WHERE event_id IS NOT NULL",
+                    SQL.identifier(EVENT_INDEX),
+                    SQL.identifier(self._table),
+                )
+            )
         # A connection state is compared with the integration's latest one (_store_repeat).
         sql.create_index(
             self.env.cr,
@@ -159,7 +179,13 @@ class VmWhatsappWebhookLog(models.Model):
         ``received`` waits for the inbox, woken up shortly after the commit; one that repeats
         the integration's latest connection state (``repeat_key``) is counted on that request's
         log instead of being stored again (a gateway in a reconnect loop sends the same
-        connection update twice a second, for ever).
+        connection update twice a second, for ever). A request whose ``event_id`` (the
+        provider's id of its events) is already stored for the integration is neither stored nor
+        applied again: an empty recordset is returned. The unique index decides, so that
+        concurrent deliveries of one event store it once; the INSERT runs in a savepoint so that
+        the others answer "duplicate" at once, where an ON CONFLICT clause would fail them with a
+        serialization error (a row committed after their snapshot) and Odoo would retry them
+        after sleeping.
 
         One INSERT rather than the ORM's create, whose defaults, precompute, cache and query for
         the time cost as much as the rest of the request on this hot path. Only plain columns
@@ -187,26 +213,37 @@ class VmWhatsappWebhookLog(models.Model):
             "error": clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
             "lane": vals.pop("lane", 0),
             "repeat_key": repeat_key,
+            "event_id": vals.pop("event_id", None) if endpoint else None,
             "attempt_count": 0,
             "repeat_count": 0,
         }
         if vals:
             raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
         now = SQL("(now() AT TIME ZONE 'UTC')")
-        self.env.cr.execute(
-            SQL(
-                "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) RETURNING id",
-                SQL.identifier(self._table),
-                SQL(", ").join(SQL.identifier(column) for column in row),
-                SQL(", ").join(row.values()),
-                now,
-                now,
-                now,
-            )
+        insert = SQL(
+            "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) RETURNING id",
+            SQL.identifier(self._table),
+            SQL(", ").join(SQL.identifier(column) for column in row),
+            SQL(", ").join(row.values()),
+            now,
+            now,
+            now,
         )
+        if row["event_id"]:
+            try:
+                with self.env.cr.savepoint(flush=False):
+                    self.env.cr.execute(insert, log_exceptions=False)
+                    log_id = self.env.cr.fetchone()[0]
+            except pg_errors.UniqueViolation as e:
+                if e.diag.constraint_name != EVENT_INDEX:
+                    raise
+                return self.browse()
+        else:
+            self.env.cr.execute(insert)
+            log_id = self.env.cr.fetchone()[0]
         if state == "received":
             self.env["vm.whatsapp.inbox"]._wake_up()
-        return self.browse(self.env.cr.fetchone()[0])
+        return self.browse(log_id)
 
     @api.model
     def _store_repeat(self, integration_id, repeat_key):

@@ -7,6 +7,7 @@ failures to :mod:`.exceptions`. Webhook bodies reach the addon through ``parse_e
 cleans what each adapter's ``parse_webhook()`` returns: the addon never calls ``parse_webhook()``.
 """
 
+import hashlib
 import hmac
 import json
 import logging
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from ..tools.text import clean_text
 from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppProviderRetryableError
 
 _logger = logging.getLogger(__name__)
@@ -22,6 +24,18 @@ _logger = logging.getLogger(__name__)
 SIGNATURE_VALID = "valid"
 SIGNATURE_INVALID = "invalid"
 SIGNATURE_MISSING = "missing"
+EVENT_ID_MAX_LENGTH = 128  # a longer event id is stored as its digest
+
+
+def event_id_of(*keys):
+    """An event id made of ``keys`` (any order), bounded: None when there are none."""
+    keys = sorted({clean_text(key) for key in keys if key})
+    if not keys:
+        return None
+    joined = ",".join(keys)
+    if len(joined) <= EVENT_ID_MAX_LENGTH:
+        return joined
+    return "sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class WhatsAppProvider:
@@ -137,6 +151,25 @@ class WhatsAppProvider:
         :class:`.exceptions.WebhookPayloadError` (and nothing else) for a malformed body; an event
         this adapter does not handle becomes an ``UnknownEvent``."""
         raise NotImplementedError
+
+    def webhook_event_id(self, body, events):
+        """The provider's id of what an authenticated request carries (``events``, parsed from
+        ``body``): the same every time the provider delivers it (its retries, a replay) and
+        different for anything else; None when there is none. The webhook stores and applies a
+        request once per integration and event id, and answers the others "duplicate".
+
+        By default, the ids of the request's messages, and of its statuses (message id and
+        status), when it holds nothing else than those and events nobody applies: a connection
+        or QR update has no id of its own (two identical ones may well be two events)."""
+        keys = []
+        for event in events:
+            if event.kind == "message":
+                keys.append(f"message:{event.message_id}")
+            elif event.kind == "status":
+                keys.append(f"status:{event.message_id}:{event.status}")
+            elif event.kind != "unknown":
+                return None
+        return event_id_of(*keys)
 
     def handshake(self, params, verify_token):
         """Answer a provider's GET verification request. Returns the body to send back, or None

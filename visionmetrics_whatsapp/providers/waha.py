@@ -20,7 +20,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from . import register
-from .base import SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider
+from .base import SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider, event_id_of
 from .events import ConnectionUpdate, InboundMessage, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
 from .utils import (
@@ -234,6 +234,14 @@ class WahaProvider(WhatsAppProvider):
         except OverflowError:
             return None
         return seconds if math.isfinite(seconds) else None
+
+    def webhook_event_id(self, body, events):
+        """The envelope's ``id`` (``evt_<ulid>``): signed, one per event, kept by WAHA's retries."""
+        try:
+            event_id = as_text(self._load_json(body).get("id"))
+        except WebhookPayloadError:
+            event_id = None
+        return event_id_of(event_id) or super().webhook_event_id(body, events)
 
     def parse_webhook(self, body, headers=None):
         envelope = self._load_json(body)

@@ -110,9 +110,11 @@ class TestWebhookIngest(WhatsAppHttpCase):
     def test_duplicate_delivery_stores_one_message(self):
         body = self._sandbox_message(self.sandbox, "5511955554444", "oi", message_id="sbx-dup")
         first = self._post_signed(self.sandbox, body)
+        log = self._last_log()
         second = self._post_signed(self.sandbox, body)
         self.assertEqual((first.status_code, second.status_code), (200, 200))
-        self.assertEqual(self._last_log().state, "duplicate")
+        self.assertEqual(second.json(), {"status": "ok", "duplicate": True})
+        self.assertEqual((self._last_log(), log.state, log.event_id), (log, "processed", "message:sbx-dup"))
         messages = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-dup")])
         self.assertEqual(len(messages), 1)
 
@@ -310,7 +312,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         outbound["message"]["from_me"] = True
         logs = self.Log
         logs |= self._store("5511911112222", "primeira", "inbox-a")
-        logs |= self._store("5511911112222", "primeira", "inbox-a")  # redelivered
+        logs |= self._store("5511911112222", "primeira", "inbox-a")  # redelivered: not stored again
         logs |= self._store("5511911112222", "segunda", "inbox-b")
         body = payloads.dump(outbound)
         self._post_signed(self.sandbox, body, process=False)
@@ -318,7 +320,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         self._post_signed(self.sandbox, status, process=False)
         logs |= self.Log.search([("state", "=", "received")], order="id desc", limit=2).sorted("id")
         self._process_inbox()
-        self.assertEqual(logs.mapped("state"), ["processed", "duplicate", "processed", "processed", "processed"])
+        self.assertEqual(logs.mapped("state"), ["processed"] * 4)
         conversations = self.env["vm.whatsapp.conversation"].search([("integration_id", "=", self.sandbox.id)])
         self.assertEqual(len(conversations), 1, "two new messages of one contact in a batch: one conversation")
         self.assertEqual(len(conversations.lead_id), 1)
@@ -348,6 +350,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
     def test_a_message_stored_concurrently_makes_the_batch_fall_back(self):
         first = self._store("5511911117777", "oi", "inbox-race")
         self._process_inbox()
+        first.event_id = False  # as once its log is vacuumed: the same message is stored again
         again = self._store("5511911117777", "oi", "inbox-race")
         other = self._store("5511911117777", "tudo bem?", "inbox-race-2")
         Message = type(self.env["vm.whatsapp.message"])

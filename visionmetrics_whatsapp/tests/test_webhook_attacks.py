@@ -134,3 +134,53 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         fresh = payloads.waha_session_status("default", "STOPPED", "evt_01jz0fresh000000000000", now_ms() + 3000)
         self.assertEqual(self._post_signed(self.waha, fresh).status_code, 200)
         self.assertEqual(self.waha.state, "disconnected")
+
+    def test_a_waha_event_replayed_verbatim_is_applied_once(self):
+        stopped = payloads.waha_session_status("default", "STOPPED", "evt_01jz0stopped00000000000", now_ms())
+        working = payloads.waha_session_status("default", "WORKING", "evt_01jz0working00000000000", now_ms())
+        self.assertEqual(self._post_signed(self.waha, stopped).status_code, 200)
+        self.assertEqual(self.waha.state, "disconnected")
+        self.assertEqual(self._post_signed(self.waha, working).status_code, 200)
+        self.assertEqual(self.waha.state, "connected")
+        logs = self._logs()
+        replay = self._post_signed(self.waha, stopped)
+        self.assertEqual((replay.status_code, replay.json()), (200, {"status": "ok", "duplicate": True}))
+        self.assertEqual(self.waha.state, "connected", "the replay changed nothing")
+        self.assertEqual(self._logs(), logs, "and was not stored again")
+        self.assertEqual(logs[-2].event_id, "evt_01jz0stopped00000000000")
+
+    def test_an_evolution_connection_update_replayed_verbatim_is_applied_once(self):
+        closed = payloads.evolution_connection("loja-attack", "close", "2026-12-01T10:00:00.123Z", status_reason=401)
+        opened = payloads.evolution_connection("loja-attack", "open", "2026-12-01T10:05:00.456Z")
+        self._post_signed(self.evolution, closed)
+        self.assertEqual(self.evolution.state, "disconnected")
+        self._post_signed(self.evolution, opened)
+        self.assertEqual(self.evolution.state, "connected")
+        logs = self._logs()
+        replay = self._post_signed(self.evolution, closed)
+        self.assertEqual((replay.status_code, replay.json()), (200, {"status": "ok", "duplicate": True}))
+        self.assertEqual(self.evolution.state, "connected")
+        self.assertEqual(self._logs(), logs)
+        # A new close (another time) is a new event.
+        self._post_signed(
+            self.evolution,
+            payloads.evolution_connection("loja-attack", "close", "2026-12-01T10:09:00.789Z", status_reason=401),
+        )
+        self.assertEqual(self.evolution.state, "disconnected")
+
+    def test_a_meta_status_replayed_is_not_stored_again(self):
+        meta = self._create_integration("meta", external_id="106540352242922", webhook_secret="meta-app-secret")
+        self._post_signed(meta, payloads.meta_text("106540352242922", "5511987650001", "oi", "wamid.IN-REPLAY"))
+        conversation = self.env["vm.whatsapp.message"].search([("external_id", "=", "wamid.IN-REPLAY")]).conversation_id
+        outbound = self._create_message(conversation, "wamid.OUT-REPLAY", direction="outbound", status="sent")
+        delivered = payloads.meta_status("106540352242922", "wamid.OUT-REPLAY", "delivered")
+        self._post_signed(meta, delivered)
+        self._post_signed(meta, payloads.meta_status("106540352242922", "wamid.OUT-REPLAY", "read"))
+        logs = self._logs()
+        self.assertEqual(self._post_signed(meta, delivered).json(), {"status": "ok", "duplicate": True})
+        self.assertEqual(self._logs(), logs)
+        self.assertEqual(outbound.status, "read")
+        # Messages as well: a redelivered message is answered at once, stored once.
+        again = self._post_signed(meta, payloads.meta_text("106540352242922", "5511987650001", "oi", "wamid.IN-REPLAY"))
+        self.assertEqual(again.json(), {"status": "ok", "duplicate": True})
+        self.assertEqual(self._logs(), logs)
