@@ -11,6 +11,8 @@ inbox (vm.whatsapp.inbox), woken up by the request, in batches.
 import logging
 import re
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from odoo import http
 from odoo.exceptions import UserError
 from odoo.http import request
@@ -26,9 +28,22 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
+def _stream_limit(controller):
+    """How much of a webhook's body werkzeug reads at most: one byte over our limit, to tell a
+    body of exactly the limit from a longer one."""
+    return controller._max_body_bytes() + 1
+
+
 class WhatsAppWebhookController(http.Controller):
     @http.route(
-        WEBHOOK_ROUTE, type="http", auth="none", methods=["POST"], csrf=False, save_session=False, readonly=False
+        WEBHOOK_ROUTE,
+        type="http",
+        auth="none",
+        methods=["POST"],
+        csrf=False,
+        save_session=False,
+        readonly=False,
+        max_content_length=_stream_limit,
     )
     def vm_whatsapp_webhook(self, provider, token, **_params):
         env_sudo = request.env(su=True)
@@ -102,11 +117,16 @@ class WhatsAppWebhookController(http.Controller):
         return Integration_sudo._webhook_endpoint(token) if TOKEN_RE.fullmatch(token) else None
 
     def _read_body(self, limit):
-        """The raw body, or None when it is over ``limit`` bytes (announced or actual)."""
+        """The raw body, or None when it is over ``limit`` bytes (announced or actual). The route's
+        ``max_content_length`` is ``limit + 1``: werkzeug stops reading a chunked body (no
+        Content-Length) once it is over that, so no more is ever held in memory."""
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > limit:
             return None
-        body = httprequest.get_data()
+        try:
+            body = httprequest.get_data()
+        except RequestEntityTooLarge:
+            return None
         return body if len(body) <= limit else None
 
     def _max_body_bytes(self):

@@ -2,6 +2,8 @@
 may make us store, replays of signed requests, and floods of unauthenticated ones."""
 
 import json
+import select
+import socket
 import time
 from unittest.mock import patch
 
@@ -184,3 +186,45 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         again = self._post_signed(meta, payloads.meta_text("106540352242922", "5511987650001", "oi", "wamid.IN-REPLAY"))
         self.assertEqual(again.json(), {"status": "ok", "duplicate": True})
         self.assertEqual(self._logs(), logs)
+
+    # ------------------------------------------------------------------ body size
+
+    def _post_chunked(self, path, content_type, total, chunk_size=64 * 1024):
+        """POST ``total`` bytes with Transfer-Encoding: chunked and stop sending as soon as an
+        answer arrives. Returns (status line, bytes sent)."""
+        sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
+        try:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            chunk = b"%x\r\n%s\r\n" % (chunk_size, b"a" * chunk_size)
+            sent = 0
+            while sent < total and not select.select([sock], [], [], 0)[0]:
+                try:
+                    sock.sendall(chunk)
+                except OSError:  # the server answered and closed the connection
+                    break
+                sent += chunk_size
+            if sent >= total:
+                sock.sendall(b"0\r\n\r\n")
+            answer = b""
+            while b"\r\n" not in answer:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                answer += data
+            return answer.split(b"\r\n")[0].decode(), sent
+        finally:
+            sock.close()
+
+    def test_a_chunked_body_over_the_limit_is_refused_without_reading_it(self):
+        self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", "65536")
+        total = 32 * 1024 * 1024
+        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
+        for content_type in ("application/json", "application/x-www-form-urlencoded"):
+            with self.subTest(content_type), mute_logger(CONTROLLER_LOGGER):
+                status, sent = self._post_chunked(path, content_type, total)
+                self.assertIn(" 413 ", status)
+                self.assertLess(sent, total, "answered before the client had sent its body")
+                self.assertEqual(self._last_log().state, "rejected")
