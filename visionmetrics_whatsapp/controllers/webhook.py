@@ -3,13 +3,15 @@
 A request goes, top to bottom: find the integration by the token in the URL (never by the
 payload) → authenticate it with the provider adapter → check that its body parses → store it in
 vm.whatsapp.webhook.log, in one INSERT whatever the outcome (none for an event already stored:
-a duplicate) → answer. The answer is sent after Odoo commits the transaction, so a 200 means
-the request is stored. Its events (messages, statuses, connection changes) are applied by the
-inbox (vm.whatsapp.inbox), woken up by the request, in batches.
+a duplicate; a request nobody authenticated is counted per source address and minute and kept
+as metadata, answered 429 past a limit) → answer. The answer is sent after Odoo commits the
+transaction, so a 200 means the request is stored. Its events (messages, statuses, connection
+changes) are applied by the inbox (vm.whatsapp.inbox), woken up by the request, in batches.
 """
 
 import logging
 import re
+import time
 
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -55,18 +57,42 @@ class WhatsAppWebhookController(http.Controller):
         def store(body, state, **vals):
             return Log_sudo._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
 
+        def refuse(status, message, body, error, signature=None):
+            """Answer a request nobody authenticated; counted per address and minute, it is
+            answered 429 past the limit (and logged only when that says something new)."""
+            count = Log_sudo._receive_unauthenticated(
+                endpoint,
+                provider,
+                body,
+                headers,
+                httprequest.remote_addr,
+                size=httprequest.content_length,
+                signature=signature,
+                error=error,
+            )
+            limit = Log_sudo._unauthenticated_per_minute()
+            if count == 1 or count == limit + 1:
+                _logger.warning(
+                    "WhatsApp webhook rejected (%s) from %s: %s%s",
+                    status if count <= limit else 429,
+                    httprequest.remote_addr,
+                    error,
+                    "" if count <= limit else f" ({limit} unauthenticated requests this minute: 429 until the next)",
+                )
+            if count > limit:
+                return self._answer(429, "too many requests", retry_after=60 - int(time.time()) % 60)
+            return self._answer(status, message)
+
         endpoint = self._endpoint(Integration_sudo, token)
         limit = self._max_body_bytes()
         body = self._read_body(limit)
         if body is None:
-            error = f"Body over the limit of {limit} bytes (Content-Length: {httprequest.content_length})."
-            store(b"", "rejected", error=error)
-            return self._answer(413, "body too large")
+            length = httprequest.content_length
+            error = f"Body over the limit of {limit} bytes ({f'Content-Length: {length}' if length else 'chunked'})."
+            return refuse(413, "body too large", None, error)
         if not endpoint or endpoint.provider != provider:
             error = "Unknown webhook token." if not endpoint else f"Token of a {endpoint.provider} integration."
-            store(body, "rejected", error=error)
-            _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
-            return self._answer(404, "unknown webhook")
+            return refuse(404, "unknown webhook", body, error)
         try:
             adapter = Integration_sudo._webhook_adapter(endpoint)
         except UserError as e:  # no or wrong encryption key: the provider retries later
@@ -75,9 +101,7 @@ class WhatsAppWebhookController(http.Controller):
             return self._answer(503, "temporarily unavailable")
         signature, reason = adapter.authenticate_webhook(body, headers)
         if signature != SIGNATURE_VALID:
-            log = store(body, "rejected", signature=signature, error=reason or f"Signature {signature}.")
-            _logger.warning("WhatsApp webhook %s rejected (401): %s", log.id, reason or f"signature {signature}")
-            return self._answer(401, "invalid signature")
+            return refuse(401, "invalid signature", body, reason or f"Signature {signature}.", signature=signature)
         try:
             events = adapter.parse_events(body, headers)
         except WebhookPayloadError as e:
@@ -133,8 +157,9 @@ class WhatsAppWebhookController(http.Controller):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")
         return int(value) if value and value.isdigit() else DEFAULT_MAX_BYTES
 
-    def _answer(self, status, message=None, duplicate=False):
+    def _answer(self, status, message=None, duplicate=False, retry_after=None):
         payload = {"status": "ok"} if status == 200 else {"status": "error", "error": message}
         if duplicate:
             payload["duplicate"] = True
-        return request.make_json_response(payload, status=status)
+        headers = [("Retry-After", str(retry_after))] if retry_after else None
+        return request.make_json_response(payload, status=status, headers=headers)

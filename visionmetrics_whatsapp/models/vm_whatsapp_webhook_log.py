@@ -1,5 +1,6 @@
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 from datetime import timedelta
@@ -26,6 +27,10 @@ RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
 # One request per integration and provider event id (see _receive).
 EVENT_INDEX = "vm_whatsapp_webhook_log_event_uniq"
+# Requests nobody authenticated: one row per source address and minute (_receive_unauthenticated).
+RATE_INDEX = "vm_whatsapp_webhook_log_rate_uniq"
+DEFAULT_UNAUTHENTICATED_PER_MINUTE = 30
+UNAUTHENTICATED_BODY_BYTES = 2048  # what is kept of the body of such a request
 
 
 @functools.cache
@@ -38,6 +43,20 @@ def provider_secrets(code):
         frozenset().union(*(cls.secret_headers for cls in classes)),
         tuple(dict.fromkeys(field for cls in classes for field in cls.secret_body_fields)),
     )
+
+
+def rate_bucket(address):
+    """The source a rate limit counts: an IPv6 address by its /64 (what one subscriber usually
+    holds), an IPv4 address as it is (also when mapped into IPv6), anything else as text."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return clean_text(str(address or ""), 64)
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class ReferenceWithoutForeignKey(fields.Many2one):
@@ -82,7 +101,15 @@ class VmWhatsappWebhookLog(models.Model):
         readonly=True, help="JSON; only the values of headers that are no credential, the others redacted."
     )
     payload = fields.Text(
-        readonly=True, help="Body as received, with the credentials that providers put in it redacted."
+        readonly=True,
+        help="Body as received, with the credentials that providers put in it redacted; for a request "
+        "nobody authenticated, its first 2 kB only.",
+    )
+    payload_size = fields.Integer(
+        "Body Size", readonly=True, help="Bytes of the body: read, else announced (Content-Length)."
+    )
+    payload_truncated = fields.Boolean(
+        "Body Truncated", readonly=True, help="Only the beginning of the body (or none of it) is stored."
     )
     signature = fields.Selection([("valid", "Valid"), ("invalid", "Invalid"), ("missing", "Missing")], readonly=True)
     state = fields.Selection(
@@ -117,7 +144,18 @@ class VmWhatsappWebhookLog(models.Model):
         help="The provider's id of what the request carries; a request with the same one is answered as a "
         "duplicate, neither stored nor applied again.",
     )
-    repeat_count = fields.Integer("Repeats", readonly=True, help="Identical requests received after this one.")
+    rate_key = fields.Char(
+        readonly=True,
+        copy=False,
+        help="Source address and minute of a request nobody authenticated: the next ones of that minute "
+        "are counted on it.",
+    )
+    repeat_count = fields.Integer(
+        "Repeats",
+        readonly=True,
+        help="Identical requests received after this one; for a request nobody authenticated, the "
+        "requests of the same address in the same minute.",
+    )
     last_repeat_at = fields.Datetime("Last Repeat", readonly=True)
     message_ids = fields.One2many("vm.whatsapp.message", "webhook_log_id", string="Messages")
 
@@ -142,14 +180,9 @@ class VmWhatsappWebhookLog(models.Model):
             where="state = 'failed' AND next_attempt_at IS NOT NULL",
         )
         # A provider event is stored once per integration, even when delivered concurrently.
-        if not sql.index_exists(self.env.cr, EVENT_INDEX):
-            self.env.cr.execute(
-                SQL(
-                    "CREATE UNIQUE INDEX %s ON %s (integration_id, event_id) WHERE event_id IS NOT NULL",
-                    SQL.identifier(EVENT_INDEX),
-                    SQL.identifier(self._table),
-                )
-            )
+        self._create_partial_unique_index(EVENT_INDEX, "integration_id, event_id", "event_id")
+        # Requests nobody authenticated are counted on one row per address and minute.
+        self._create_partial_unique_index(RATE_INDEX, "rate_key", "rate_key")
         # A connection state is compared with the integration's latest one (_store_repeat).
         sql.create_index(
             self.env.cr,
@@ -158,6 +191,19 @@ class VmWhatsappWebhookLog(models.Model):
             ["integration_id", "id DESC"],
             where="repeat_key IS NOT NULL",
         )
+
+    def _create_partial_unique_index(self, name, columns, column):
+        """A unique index on ``columns`` (SQL) of the rows whose ``column`` is set, unless it exists."""
+        if not sql.index_exists(self.env.cr, name):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE UNIQUE INDEX %s ON %s (%s) WHERE %s IS NOT NULL",
+                    SQL.identifier(name),
+                    SQL.identifier(self._table),
+                    SQL(columns),
+                    SQL.identifier(column),
+                )
+            )
 
     # ------------------------------------------------------------------ receiving
 
@@ -173,62 +219,45 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _receive(self, endpoint, provider, body, headers, remote_addr, state="received", **vals):
-        """Store a webhook request as it came, its credentials redacted (tools/redact.py): the
-        only write of the webhook route. ``endpoint`` is the integration's WebhookEndpoint, or
-        None for an unknown token. A request stored
-        ``received`` waits for the inbox, woken up shortly after the commit; one that repeats
-        the integration's latest connection state (``repeat_key``) is counted on that request's
-        log instead of being stored again (a gateway in a reconnect loop sends the same
-        connection update twice a second, for ever). A request whose ``event_id`` (the
-        provider's id of its events) is already stored for the integration is neither stored nor
-        applied again: an empty recordset is returned. The unique index decides, so that
-        concurrent deliveries of one event store it once; the INSERT runs in a savepoint so that
-        the others answer "duplicate" at once, where an ON CONFLICT clause would fail them with a
-        serialization error (a row committed after their snapshot) and Odoo would retry them
-        after sleeping.
+        """Store a request that its provider authenticated (or that cannot be authenticated now,
+        for want of the encryption key), its credentials redacted (tools/redact.py): the one
+        write of the webhook route for such a request. ``endpoint`` is the integration's
+        WebhookEndpoint. A request stored ``received`` waits for the inbox, woken up shortly
+        after the commit; one that repeats the integration's latest connection state
+        (``repeat_key``) is counted on that request's log instead of being stored again (a
+        gateway in a reconnect loop sends the same connection update twice a second, for ever).
+        A request whose ``event_id`` (the provider's id of its events) is already stored for the
+        integration is neither stored nor applied again: an empty recordset is returned. The
+        unique index decides, so that concurrent deliveries of one event store it once; the
+        INSERT runs in a savepoint so that the others answer "duplicate" at once, where an ON
+        CONFLICT clause would fail them with a serialization error (a row committed after their
+        snapshot) and Odoo would retry them after sleeping.
 
         One INSERT rather than the ORM's create, whose defaults, precompute, cache and query for
         the time cost as much as the rest of the request on this hot path. Only plain columns
         of this model are written (none computed or related)."""
-        if endpoint:
-            company_id = endpoint.company_id
-        else:  # a request with an unknown token belongs to no company: file it under the first one
-            company_id = self.env["res.company"].sudo().search([], order="id", limit=1).id
         repeat_key = vals.pop("repeat_key", None)
         if repeat_key and endpoint and state == "received":
             repeated = self._store_repeat(endpoint.id, repeat_key)
             if repeated:
                 return repeated
         secret_headers, secret_fields = provider_secrets(endpoint.provider if endpoint else None)
-        row = {
-            "integration_id": endpoint.id if endpoint else None,
-            "company_id": company_id,
-            "provider": provider if provider in dict(PROVIDER_SELECTION) else None,
-            "remote_addr": clean_text(remote_addr, 64),
-            "headers": self._redact_headers(headers, secret_headers),
-            "payload": self._decode_body(redact_body(body, secret_fields)),
-            "state": state,
-            "signature": vals.pop("signature", None),
-            "event_type": vals.pop("event_type", None),
-            "error": clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
-            "lane": vals.pop("lane", 0),
-            "repeat_key": repeat_key,
-            "event_id": vals.pop("event_id", None) if endpoint else None,
-            "attempt_count": 0,
-            "repeat_count": 0,
-        }
+        row = self._request_row(endpoint, provider, headers, remote_addr, secret_headers)
+        row.update(
+            payload=self._decode_body(redact_body(body, secret_fields)),
+            payload_size=len(body),
+            payload_truncated=False,
+            state=state,
+            signature=vals.pop("signature", None),
+            event_type=vals.pop("event_type", None),
+            error=clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
+            lane=vals.pop("lane", 0),
+            repeat_key=repeat_key,
+            event_id=vals.pop("event_id", None) if endpoint else None,
+        )
         if vals:
             raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
-        now = SQL("(now() AT TIME ZONE 'UTC')")
-        insert = SQL(
-            "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) RETURNING id",
-            SQL.identifier(self._table),
-            SQL(", ").join(SQL.identifier(column) for column in row),
-            SQL(", ").join(row.values()),
-            now,
-            now,
-            now,
-        )
+        insert = self._insert_query(row, SQL("RETURNING id"))
         if row["event_id"]:
             try:
                 with self.env.cr.savepoint(flush=False):
@@ -244,6 +273,101 @@ class VmWhatsappWebhookLog(models.Model):
         if state == "received":
             self.env["vm.whatsapp.inbox"]._wake_up()
         return self.browse(log_id)
+
+    @api.model
+    def _receive_unauthenticated(self, endpoint, provider, body, headers, remote_addr, size=None, **vals):
+        """Count a request nobody authenticated (an unknown token, a provider that is not the
+        token's, a missing or bad signature, a replay, a body over the limit) and keep what it
+        says of itself, as metadata: allow-listed headers, its address and size, and the first
+        2 kB of its body (``body`` is None when it was not read), credentials redacted, marked
+        truncated when there was more. One row per source address and minute: the first request
+        of the minute is stored, the next ones only counted on it (``repeat_count``), so that an
+        anonymous sender adds a row a minute at most. Returns how many such requests came from
+        that address in this minute, this one included.
+
+        One INSERT ... ON CONFLICT DO UPDATE, in a transaction of its own at READ COMMITTED and
+        committed at once: the concurrent requests of one address update one row, which at
+        Odoo's REPEATABLE READ would fail them with serialization errors, retried by Odoo after
+        sleeping (a flood would put the workers to sleep). Under tests, that transaction is the
+        test's own."""
+        secret_headers, secret_fields = provider_secrets(None)  # it may come from any provider
+        redacted = redact_body(body or b"", secret_fields)
+        text = self._decode_body(redacted[:UNAUTHENTICATED_BODY_BYTES])
+        if len(text.encode()) > UNAUTHENTICATED_BODY_BYTES:  # escapes of bytes that are not UTF-8
+            text = text.encode()[:UNAUTHENTICATED_BODY_BYTES].decode("utf-8", "ignore")
+        row = self._request_row(endpoint, provider, headers, remote_addr, secret_headers)
+        row.update(
+            payload=text,
+            payload_size=len(body) if body is not None else size,
+            payload_truncated=body is None or len(redacted) > UNAUTHENTICATED_BODY_BYTES,
+            state="rejected",
+            signature=vals.pop("signature", None),
+            error=clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
+            lane=0,
+            rate_key=SQL(
+                "concat(%s, ' ', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))", rate_bucket(remote_addr)
+            ),
+        )
+        if vals:
+            raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
+        upsert = self._insert_query(
+            row,
+            SQL(
+                """ON CONFLICT (rate_key) WHERE rate_key IS NOT NULL
+                   DO UPDATE SET repeat_count = %(table)s.repeat_count + 1,
+                                 last_repeat_at = (now() AT TIME ZONE 'UTC')
+                   RETURNING repeat_count""",
+                table=SQL.identifier(self._table),
+            ),
+        )
+        registry = self.env.registry
+        with registry.cursor() as cr:
+            if not registry.in_test_mode():
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cr.execute(upsert)
+            return cr.fetchone()[0] + 1
+
+    @api.model
+    def _unauthenticated_per_minute(self):
+        """How many requests nobody authenticated an address may send a minute before 429."""
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("visionmetrics_whatsapp.webhook_unauthenticated_per_minute", "")
+        )
+        return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_UNAUTHENTICATED_PER_MINUTE
+
+    @api.model
+    def _request_row(self, endpoint, provider, headers, remote_addr, secret_headers):
+        """The columns of a log row that say where a request came from."""
+        if endpoint:
+            company_id = endpoint.company_id
+        else:  # a request with an unknown token belongs to no company: file it under the first one
+            company_id = self.env["res.company"].sudo().search([], order="id", limit=1).id
+        return {
+            "integration_id": endpoint.id if endpoint else None,
+            "company_id": company_id,
+            "provider": provider if provider in dict(PROVIDER_SELECTION) else None,
+            "remote_addr": clean_text(remote_addr, 64),
+            "headers": self._redact_headers(headers, secret_headers),
+            "attempt_count": 0,
+            "repeat_count": 0,
+        }
+
+    @api.model
+    def _insert_query(self, row, suffix):
+        """INSERT of ``row`` ({column: value or SQL}), stamped now, followed by ``suffix``."""
+        now = SQL("(now() AT TIME ZONE 'UTC')")
+        return SQL(
+            "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) %s",
+            SQL.identifier(self._table),
+            SQL(", ").join(SQL.identifier(column) for column in row),
+            SQL(", ").join(row.values()),
+            now,
+            now,
+            now,
+            suffix,
+        )
 
     @api.model
     def _store_repeat(self, integration_id, repeat_key):

@@ -124,9 +124,9 @@ class TestWebhookIngest(WhatsAppHttpCase):
             response = self._post(self.sandbox, body, {"X-VM-Signature": "sha256=" + "0" * 64})
             missing = self._post(self.sandbox, body)
         self.assertEqual((response.status_code, missing.status_code), (401, 401))
-        logs = self.env["vm.whatsapp.webhook.log"].search([("payload", "=", body.decode())], order="id")
-        self.assertEqual(logs.mapped("signature"), ["invalid", "missing"])
-        self.assertEqual(set(logs.mapped("state")), {"rejected"})
+        log = self.env["vm.whatsapp.webhook.log"].search([("payload", "=", body.decode())], order="id")
+        self.assertEqual((log.signature, log.state, log.error), ("invalid", "rejected", "Signature invalid."))
+        self.assertEqual(log.repeat_count, 1, "the second request of the address this minute is counted on it")
         self.assertFalse(self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-bad")]))
 
     def test_tampered_body_is_rejected(self):
@@ -142,9 +142,9 @@ class TestWebhookIngest(WhatsAppHttpCase):
             unknown = self._post(self.sandbox, body, token="not-a-token")
             mismatch = self._post(self.sandbox, body, provider="meta")
         self.assertEqual((unknown.status_code, mismatch.status_code), (404, 404))
-        logs = self.env["vm.whatsapp.webhook.log"].search([], order="id desc", limit=2)
-        self.assertEqual(logs.mapped("state"), ["rejected", "rejected"])
-        self.assertFalse(logs[1].integration_id, "an unknown token names no integration")
+        log = self._last_log()
+        self.assertEqual((log.state, log.error, log.repeat_count), ("rejected", "Unknown webhook token.", 1))
+        self.assertFalse(log.integration_id, "an unknown token names no integration")
 
     def test_malformed_json_is_400_and_kept(self):
         body = b'{"event": "message", "message": {'
@@ -160,7 +160,10 @@ class TestWebhookIngest(WhatsAppHttpCase):
         body = self._sandbox_message(self.sandbox, "5511944443333", "x" * 4000)
         response = self._post_signed(self.sandbox, body)
         self.assertEqual(response.status_code, 413)
-        self.assertEqual(self._last_log().state, "rejected")
+        log = self._last_log()
+        self.assertEqual(
+            (log.state, log.payload, log.payload_size, log.payload_truncated), ("rejected", "", len(body), True)
+        )
 
     def test_missing_key_answers_503_and_keeps_the_request(self):
         body = self._sandbox_message(self.sandbox, "5511933332222", "oi", message_id="sbx-nokey")

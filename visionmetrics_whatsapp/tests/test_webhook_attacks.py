@@ -187,6 +187,53 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         self.assertEqual(again.json(), {"status": "ok", "duplicate": True})
         self.assertEqual(self._logs(), logs)
 
+    # ------------------------------------------------------------------ unauthenticated requests
+
+    def test_unauthenticated_requests_are_metadata_counted_per_address_and_minute(self):
+        """Requests nobody authenticated: 40 posts of 100 kB to an unknown token make one row of
+        metadata and at most 2 kB of body; past the limit per minute they are answered 429."""
+        self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_unauthenticated_per_minute", "30")
+        body = b'{"event": "message", "filler": "' + b"a" * 100_000 + b'"}'
+        before = self._logs()
+        with mute_logger(CONTROLLER_LOGGER):
+            answers = [
+                self._post(self.sandbox, body, token="unknownTOKEN0123456789", process=False) for _i in range(40)
+            ]
+        self.assertEqual([r.status_code for r in answers], [404] * 30 + [429] * 10)
+        self.assertTrue(answers[-1].headers.get("Retry-After"))
+        log = self._logs() - before
+        self.assertEqual(len(log), 1, "one row per address and minute")
+        no_integration = self.env["vm.whatsapp.integration"]
+        self.assertEqual((log.state, log.integration_id, log.remote_addr), ("rejected", no_integration, "127.0.0.1"))
+        self.assertEqual((log.repeat_count, log.payload_size, log.payload_truncated), (39, len(body), True))
+        self.assertLessEqual(len(log.payload.encode()), 2048)
+        self.assertTrue(body.decode().startswith(log.payload))
+        self.assertLess(len(log.payload) + len(log.headers), 4096)
+
+    def test_a_bad_signature_is_metadata_counted_with_the_others(self):
+        body = self._sandbox_message(self.sandbox, "5511944443333", "x" * 50_000, message_id="sbx-forged")
+        before = self._logs()
+        with mute_logger(CONTROLLER_LOGGER):
+            forged = self._post(self.sandbox, body, {"X-VM-Signature": "sha256=" + "0" * 64})
+            unknown = self._post(self.sandbox, body, token="unknownTOKEN0123456789")
+            mismatch = self._post(self.sandbox, body, provider="meta")
+        self.assertEqual([forged.status_code, unknown.status_code, mismatch.status_code], [401, 404, 404])
+        log = self._logs() - before
+        self.assertEqual(len(log), 1)
+        self.assertEqual((log.integration_id, log.signature, log.state), (self.sandbox, "invalid", "rejected"))
+        self.assertEqual((log.repeat_count, log.payload_size, log.payload_truncated), (2, len(body), True))
+        self.assertLessEqual(len(log.payload.encode()), 2048)
+        self.assertFalse(self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-forged")]))
+
+    def test_an_authenticated_request_is_never_rate_limited(self):
+        self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_unauthenticated_per_minute", "1")
+        with mute_logger(CONTROLLER_LOGGER):
+            for _i in range(3):
+                self._post(self.sandbox, b"{}", token="unknownTOKEN0123456789")
+        body = self._sandbox_message(self.sandbox, "5511944440000", "oi", message_id="sbx-after-flood")
+        self.assertEqual(self._post_signed(self.sandbox, body).status_code, 200)
+        self.assertEqual(self._last_log().state, "processed")
+
     # ------------------------------------------------------------------ body size
 
     def _post_chunked(self, path, content_type, total, chunk_size=64 * 1024):
@@ -227,4 +274,5 @@ class TestWebhookAttacks(WhatsAppHttpCase):
                 status, sent = self._post_chunked(path, content_type, total)
                 self.assertIn(" 413 ", status)
                 self.assertLess(sent, total, "answered before the client had sent its body")
-                self.assertEqual(self._last_log().state, "rejected")
+                log = self._last_log()
+                self.assertEqual((log.state, log.payload, log.payload_truncated), ("rejected", "", True))
