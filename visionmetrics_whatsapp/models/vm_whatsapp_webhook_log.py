@@ -27,6 +27,7 @@ RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
 # One request per integration and provider event id (see _receive).
 EVENT_INDEX = "vm_whatsapp_webhook_log_event_uniq"
+EVENT_SAVEPOINT = "vm_whatsapp_webhook_log_event"
 # Requests nobody authenticated: one row per source address and minute (_receive_unauthenticated).
 RATE_INDEX = "vm_whatsapp_webhook_log_rate_uniq"
 DEFAULT_UNAUTHENTICATED_PER_MINUTE = 30
@@ -231,7 +232,8 @@ class VmWhatsappWebhookLog(models.Model):
         unique index decides, so that concurrent deliveries of one event store it once; the
         INSERT runs in a savepoint so that the others answer "duplicate" at once, where an ON
         CONFLICT clause would fail them with a serialization error (a row committed after their
-        snapshot) and Odoo would retry them after sleeping.
+        snapshot) and Odoo would retry them after sleeping. The savepoint is sent with the INSERT
+        and released by the commit: a valid request still costs one round trip and the commit.
 
         One INSERT rather than the ORM's create, whose defaults, precompute, cache and query for
         the time cost as much as the rest of the request on this hot path. Only plain columns
@@ -259,17 +261,18 @@ class VmWhatsappWebhookLog(models.Model):
             raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
         insert = self._insert_query(row, SQL("RETURNING id"))
         if row["event_id"]:
+            # The savepoint travels with the INSERT, in one round trip, and the commit releases it.
+            savepoint = SQL.identifier(EVENT_SAVEPOINT)
             try:
-                with self.env.cr.savepoint(flush=False):
-                    self.env.cr.execute(insert, log_exceptions=False)
-                    log_id = self.env.cr.fetchone()[0]
+                self.env.cr.execute(SQL("SAVEPOINT %s; %s", savepoint, insert), log_exceptions=False)
             except pg_errors.UniqueViolation as e:
+                self.env.cr.execute(SQL("ROLLBACK TO SAVEPOINT %s", savepoint))
                 if e.diag.constraint_name != EVENT_INDEX:
                     raise
                 return self.browse()
         else:
             self.env.cr.execute(insert)
-            log_id = self.env.cr.fetchone()[0]
+        log_id = self.env.cr.fetchone()[0]
         if state == "received":
             self.env["vm.whatsapp.inbox"]._wake_up()
         return self.browse(log_id)
