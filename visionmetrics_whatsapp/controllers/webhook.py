@@ -4,13 +4,18 @@ A request goes, top to bottom: find the integration by the token in the URL (nev
 payload) → authenticate it with the provider adapter (its body, headers and URL query parameters:
 a provider that signs nothing gets a webhook URL that carries the secret; the query is never
 stored) → check that its body parses → store it in vm.whatsapp.webhook.log, in one INSERT
-whatever the outcome → answer. The answer is sent after Odoo commits the transaction, so a 200
-means the request is stored. Its events (messages, statuses, connection changes) are applied by
-the inbox (vm.whatsapp.inbox), woken up by the request, in batches.
+whatever the outcome (none for an event already stored: a duplicate; a request nobody
+authenticated is counted per source address and minute and kept as metadata, answered 429 past
+a limit) → answer. The answer is sent after Odoo commits the transaction, so a 200 means the
+request is stored. Its events (messages, statuses, connection changes) are applied by the inbox
+(vm.whatsapp.inbox), woken up by the request, in batches.
 """
 
 import logging
 import re
+import time
+
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from odoo import http
 from odoo.exceptions import UserError
@@ -27,9 +32,22 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
+def _stream_limit(controller):
+    """How much of a webhook's body werkzeug reads at most: one byte over our limit, to tell a
+    body of exactly the limit from a longer one."""
+    return controller._max_body_bytes() + 1
+
+
 class WhatsAppWebhookController(http.Controller):
     @http.route(
-        WEBHOOK_ROUTE, type="http", auth="none", methods=["POST"], csrf=False, save_session=False, readonly=False
+        WEBHOOK_ROUTE,
+        type="http",
+        auth="none",
+        methods=["POST"],
+        csrf=False,
+        save_session=False,
+        readonly=False,
+        max_content_length=_stream_limit,
     )
     def vm_whatsapp_webhook(self, provider, token, **_params):
         env_sudo = request.env(su=True)
@@ -41,44 +59,69 @@ class WhatsAppWebhookController(http.Controller):
         def store(body, state, **vals):
             return Log_sudo._receive(endpoint, provider, body, headers, httprequest.remote_addr, state=state, **vals)
 
+        def refuse(status, message, body, error, signature=None):
+            """Answer a request nobody authenticated; counted per address and minute, it is
+            answered 429 past the limit (and logged only when that says something new)."""
+            count = Log_sudo._receive_unauthenticated(
+                endpoint,
+                provider,
+                body,
+                headers,
+                httprequest.remote_addr,
+                size=httprequest.content_length,
+                signature=signature,
+                error=error,
+            )
+            limit = Log_sudo._unauthenticated_per_minute()
+            if count == 1 or count == limit + 1:
+                _logger.warning(
+                    "WhatsApp webhook rejected (%s) from %s: %s%s",
+                    status if count <= limit else 429,
+                    httprequest.remote_addr,
+                    error,
+                    "" if count <= limit else f" ({limit} unauthenticated requests this minute: 429 until the next)",
+                )
+            if count > limit:
+                return self._answer(429, "too many requests", retry_after=60 - int(time.time()) % 60)
+            return self._answer(status, message)
+
         endpoint = self._endpoint(Integration_sudo, token)
         limit = self._max_body_bytes()
         body = self._read_body(limit)
         if body is None:
-            error = f"Body over the limit of {limit} bytes (Content-Length: {httprequest.content_length})."
-            store(b"", "rejected", error=error)
-            return self._answer(413, "body too large")
+            length = httprequest.content_length
+            error = f"Body over the limit of {limit} bytes ({f'Content-Length: {length}' if length else 'chunked'})."
+            return refuse(413, "body too large", None, error)
         if not endpoint or endpoint.provider != provider:
             error = "Unknown webhook token." if not endpoint else f"Token of a {endpoint.provider} integration."
-            store(body, "rejected", error=error)
-            _logger.warning("WhatsApp webhook rejected (404) from %s: %s", httprequest.remote_addr, error)
-            return self._answer(404, "unknown webhook")
+            return refuse(404, "unknown webhook", body, error)
         try:
             adapter = Integration_sudo._get_provider("webhook", endpoint=endpoint)
         except UserError as e:  # no or wrong encryption key: the provider retries later
             log = store(body, "failed", error=str(e))
             _logger.warning("WhatsApp webhook %s not processed (503): %s", log.id, e)
             return self._answer(503, "temporarily unavailable")
-        signature = adapter.verify_webhook(body, headers, params=httprequest.args.to_dict())
+        signature, reason = adapter.authenticate_webhook(body, headers, params=httprequest.args.to_dict())
         if signature != SIGNATURE_VALID:
-            log = store(body, "rejected", signature=signature, error=f"Signature {signature}.")
-            _logger.warning("WhatsApp webhook %s rejected (401): signature %s", log.id, signature)
-            return self._answer(401, "invalid signature")
+            return refuse(401, "invalid signature", body, reason or f"Signature {signature}.", signature=signature)
         try:
             events = adapter.parse_events(body, headers)
         except WebhookPayloadError as e:
             log = store(body, "rejected", signature=signature, error=str(e))
             _logger.warning("WhatsApp webhook %s rejected (400): %s", log.id, e)
             return self._answer(400, "malformed body")
-        store(
+        log = store(
             body,
             "received",
             signature=signature,
             event_type=Log_sudo._event_type(events),
             lane=env_sudo["vm.whatsapp.inbox"]._lane(endpoint.id, events),
             repeat_key=Log_sudo._repeat_key(events),
+            event_id=adapter.webhook_event_id(body, events),
         )
-        return self._answer(200, "ok")
+        if not log:  # this event was stored before: a retry of the provider, or a replay
+            return self._answer(200, duplicate=True)
+        return self._answer(200)
 
     @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET"], csrf=False, save_session=False)
     def vm_whatsapp_webhook_handshake(self, provider, token, **params):
@@ -101,17 +144,25 @@ class WhatsAppWebhookController(http.Controller):
         return Integration_sudo._webhook_endpoint(token) if TOKEN_RE.fullmatch(token) else None
 
     def _read_body(self, limit):
-        """The raw body, or None when it is over ``limit`` bytes (announced or actual)."""
+        """The raw body, or None when it is over ``limit`` bytes (announced or actual). The route's
+        ``max_content_length`` is ``limit + 1``: werkzeug stops reading a chunked body (no
+        Content-Length) once it is over that, so no more is ever held in memory."""
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > limit:
             return None
-        body = httprequest.get_data()
+        try:
+            body = httprequest.get_data()
+        except RequestEntityTooLarge:
+            return None
         return body if len(body) <= limit else None
 
     def _max_body_bytes(self):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")
         return int(value) if value and value.isdigit() else DEFAULT_MAX_BYTES
 
-    def _answer(self, status, message):
+    def _answer(self, status, message=None, duplicate=False, retry_after=None):
         payload = {"status": "ok"} if status == 200 else {"status": "error", "error": message}
-        return request.make_json_response(payload, status=status)
+        if duplicate:
+            payload["duplicate"] = True
+        headers = [("Retry-After", str(retry_after))] if retry_after else None
+        return request.make_json_response(payload, status=status, headers=headers)

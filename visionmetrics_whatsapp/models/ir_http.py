@@ -1,5 +1,7 @@
 import logging
 
+from werkzeug.datastructures import ImmutableMultiDict
+
 from odoo import models
 from odoo.http import request
 
@@ -10,6 +12,18 @@ WEBHOOK_PREFIX = "/vm_whatsapp/webhook/"
 
 class IrHttp(models.AbstractModel):
     _inherit = "ir.http"
+
+    @classmethod
+    def _pre_dispatch(cls, rule, args):
+        """A webhook has no form: it gets none, and reads its raw body itself, up to its limit
+        (controllers/webhook.py). Odoo would otherwise parse the body as a form before the route
+        runs: a form-encoded one read whole into memory, and one over the limit refused by
+        werkzeug before the webhook could log it."""
+        super()._pre_dispatch(rule, args)
+        httprequest = request.httprequest
+        if httprequest.method == "POST" and httprequest.path.startswith(WEBHOOK_PREFIX):
+            httprequest.form = ImmutableMultiDict()
+            httprequest.files = ImmutableMultiDict()
 
     @classmethod
     def _handle_error(cls, exception):

@@ -1,4 +1,6 @@
+import functools
 import hashlib
+import ipaddress
 import json
 import logging
 from datetime import timedelta
@@ -10,22 +12,52 @@ from odoo.exceptions import UserError
 from odoo.tools import SQL, mute_logger, sql
 
 from .. import providers
-from ..providers import SIGNATURE_VALID
+from ..providers import SIGNATURE_VALID, get_provider_class
+from ..tools.redact import redact_body, redact_headers
 from ..tools.text import clean_text
 from . import access
 
 _logger = logging.getLogger(__name__)
 
-# Headers that carry credentials: stored as "[redacted]".
-SECRET_HEADERS = frozenset(
-    {"authorization", "cookie", "apikey", "x-api-key", "d360-api-key", "x-vm-webhook-secret", "proxy-authorization"}
-)
 DEFAULT_RETENTION_DAYS = 30
 # A failed request is applied again after 1, 2, 4, ... minutes, at most MAX_ATTEMPTS times in
 # all (the last retry about 2 hours after the first failure), then it stays failed.
 MAX_ATTEMPTS = 8
 RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
+# One request per integration and provider event id (see _receive).
+EVENT_INDEX = "vm_whatsapp_webhook_log_event_uniq"
+EVENT_SAVEPOINT = "vm_whatsapp_webhook_log_event"
+# Requests nobody authenticated: one row per source address and minute (_receive_unauthenticated).
+RATE_INDEX = "vm_whatsapp_webhook_log_rate_uniq"
+DEFAULT_UNAUTHENTICATED_PER_MINUTE = 30
+UNAUTHENTICATED_BODY_BYTES = 2048  # what is kept of the body of such a request
+
+
+@functools.cache
+def provider_secrets(code):
+    """(secret header names, secret body fields) that the provider ``code`` declares; those of
+    every provider for a code that names none."""
+    codes = [code] if code in providers.PROVIDERS else list(providers.PROVIDERS)
+    classes = [get_provider_class(c) for c in codes]
+    return (
+        frozenset().union(*(cls.secret_headers for cls in classes)),
+        tuple(dict.fromkeys(field for cls in classes for field in cls.secret_body_fields)),
+    )
+
+
+def rate_bucket(address):
+    """The source a rate limit counts: an IPv6 address by its /64 (what one subscriber usually
+    holds), an IPv4 address as it is (also when mapped into IPv6), anything else as text."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return clean_text(str(address or ""), 64)
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class ReferenceWithoutForeignKey(fields.Many2one):
@@ -66,8 +98,20 @@ class VmWhatsappWebhookLog(models.Model):
     event_type = fields.Char(readonly=True)
     received_at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
     remote_addr = fields.Char("Remote Address", readonly=True)
-    headers = fields.Text(readonly=True, help="JSON; secrets redacted.")
-    payload = fields.Text(readonly=True, help="Raw body as received.")
+    headers = fields.Text(
+        readonly=True, help="JSON; only the values of headers that are no credential, the others redacted."
+    )
+    payload = fields.Text(
+        readonly=True,
+        help="Body as received, with the credentials that providers put in it redacted; for a request "
+        "nobody authenticated, its first 2 kB only.",
+    )
+    payload_size = fields.Integer(
+        "Body Size", readonly=True, help="Bytes of the body: read, else announced (Content-Length)."
+    )
+    payload_truncated = fields.Boolean(
+        "Body Truncated", readonly=True, help="Only the beginning of the body (or none of it) is stored."
+    )
     signature = fields.Selection([("valid", "Valid"), ("invalid", "Invalid"), ("missing", "Missing")], readonly=True)
     state = fields.Selection(
         [
@@ -94,7 +138,25 @@ class VmWhatsappWebhookLog(models.Model):
     repeat_key = fields.Char(
         readonly=True, help="What a request holding only a connection state says, to store its repeats once."
     )
-    repeat_count = fields.Integer("Repeats", readonly=True, help="Identical requests received after this one.")
+    event_id = fields.Char(
+        "Event ID",
+        readonly=True,
+        copy=False,
+        help="The provider's id of what the request carries; a request with the same one is answered as a "
+        "duplicate, neither stored nor applied again.",
+    )
+    rate_key = fields.Char(
+        readonly=True,
+        copy=False,
+        help="Source address and minute of a request nobody authenticated: the next ones of that minute "
+        "are counted on it.",
+    )
+    repeat_count = fields.Integer(
+        "Repeats",
+        readonly=True,
+        help="Identical requests received after this one; for a request nobody authenticated, the "
+        "requests of the same address in the same minute.",
+    )
     last_repeat_at = fields.Datetime("Last Repeat", readonly=True)
     message_ids = fields.One2many("vm.whatsapp.message", "webhook_log_id", string="Messages")
 
@@ -118,6 +180,10 @@ class VmWhatsappWebhookLog(models.Model):
             ["next_attempt_at"],
             where="state = 'failed' AND next_attempt_at IS NOT NULL",
         )
+        # A provider event is stored once per integration, even when delivered concurrently.
+        self._create_partial_unique_index(EVENT_INDEX, "integration_id, event_id", "event_id")
+        # Requests nobody authenticated are counted on one row per address and minute.
+        self._create_partial_unique_index(RATE_INDEX, "rate_key", "rate_key")
         # A connection state is compared with the integration's latest one (_store_repeat).
         sql.create_index(
             self.env.cr,
@@ -127,14 +193,25 @@ class VmWhatsappWebhookLog(models.Model):
             where="repeat_key IS NOT NULL",
         )
 
+    def _create_partial_unique_index(self, name, columns, column):
+        """A unique index on ``columns`` (SQL) of the rows whose ``column`` is set, unless it exists."""
+        if not sql.index_exists(self.env.cr, name):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE UNIQUE INDEX %s ON %s (%s) WHERE %s IS NOT NULL",
+                    SQL.identifier(name),
+                    SQL.identifier(self._table),
+                    SQL(columns),
+                    SQL.identifier(column),
+                )
+            )
+
     # ------------------------------------------------------------------ receiving
 
     @api.model
-    def _redact_headers(self, headers):
-        return json.dumps(
-            {k: ("[redacted]" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()},
-            ensure_ascii=False,
-        )
+    def _redact_headers(self, headers, secret_headers=frozenset()):
+        """The headers to store, as JSON: allow-listed values only (tools/redact.py)."""
+        return json.dumps(redact_headers(headers, secret_headers), ensure_ascii=False)
 
     @api.model
     def _decode_body(self, body):
@@ -143,58 +220,157 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _receive(self, endpoint, provider, body, headers, remote_addr, state="received", **vals):
-        """Store a webhook request as it came: the only write of the webhook route. ``endpoint``
-        is the integration's WebhookEndpoint, or None for an unknown token. A request stored
-        ``received`` waits for the inbox, woken up shortly after the commit; one that repeats
-        the integration's latest connection state (``repeat_key``) is counted on that request's
-        log instead of being stored again (a gateway in a reconnect loop sends the same
-        connection update twice a second, for ever).
+        """Store a request that its provider authenticated (or that cannot be authenticated now,
+        for want of the encryption key), its credentials redacted (tools/redact.py): the one
+        write of the webhook route for such a request. ``endpoint`` is the integration's
+        WebhookEndpoint. A request stored ``received`` waits for the inbox, woken up shortly
+        after the commit; one that repeats the integration's latest connection state
+        (``repeat_key``) is counted on that request's log instead of being stored again (a
+        gateway in a reconnect loop sends the same connection update twice a second, for ever).
+        A request whose ``event_id`` (the provider's id of its events) is already stored for the
+        integration is neither stored nor applied again: an empty recordset is returned. The
+        unique index decides, so that concurrent deliveries of one event store it once; the
+        INSERT runs in a savepoint so that the others answer "duplicate" at once, where an ON
+        CONFLICT clause would fail them with a serialization error (a row committed after their
+        snapshot) and Odoo would retry them after sleeping. The savepoint is sent with the INSERT
+        and released by the commit: a valid request still costs one round trip and the commit.
 
         One INSERT rather than the ORM's create, whose defaults, precompute, cache and query for
         the time cost as much as the rest of the request on this hot path. Only plain columns
         of this model are written (none computed or related)."""
-        if endpoint:
-            company_id = endpoint.company_id
-        else:  # a request with an unknown token belongs to no company: file it under the first one
-            company_id = self.env["res.company"].sudo().search([], order="id", limit=1).id
         repeat_key = vals.pop("repeat_key", None)
         if repeat_key and endpoint and state == "received":
             repeated = self._store_repeat(endpoint.id, repeat_key)
             if repeated:
                 return repeated
-        row = {
+        secret_headers, secret_fields = provider_secrets(endpoint.provider if endpoint else None)
+        row = self._request_row(endpoint, provider, headers, remote_addr, secret_headers)
+        row.update(
+            payload=self._decode_body(redact_body(body, secret_fields)),
+            payload_size=len(body),
+            payload_truncated=False,
+            state=state,
+            signature=vals.pop("signature", None),
+            event_type=vals.pop("event_type", None),
+            error=clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
+            lane=vals.pop("lane", 0),
+            repeat_key=repeat_key,
+            event_id=vals.pop("event_id", None) if endpoint else None,
+        )
+        if vals:
+            raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
+        insert = self._insert_query(row, SQL("RETURNING id"))
+        if row["event_id"]:
+            # The savepoint travels with the INSERT, in one round trip, and the commit releases it.
+            savepoint = SQL.identifier(EVENT_SAVEPOINT)
+            try:
+                self.env.cr.execute(SQL("SAVEPOINT %s; %s", savepoint, insert), log_exceptions=False)
+            except pg_errors.UniqueViolation as e:
+                self.env.cr.execute(SQL("ROLLBACK TO SAVEPOINT %s", savepoint))
+                if e.diag.constraint_name != EVENT_INDEX:
+                    raise
+                return self.browse()
+        else:
+            self.env.cr.execute(insert)
+        log_id = self.env.cr.fetchone()[0]
+        if state == "received":
+            self.env["vm.whatsapp.inbox"]._wake_up()
+        return self.browse(log_id)
+
+    @api.model
+    def _receive_unauthenticated(self, endpoint, provider, body, headers, remote_addr, size=None, **vals):
+        """Count a request nobody authenticated (an unknown token, a provider that is not the
+        token's, a missing or bad signature, a replay, a body over the limit) and keep what it
+        says of itself, as metadata: allow-listed headers, its address and size, and the first
+        2 kB of its body (``body`` is None when it was not read), credentials redacted, marked
+        truncated when there was more. One row per source address and minute: the first request
+        of the minute is stored, the next ones only counted on it (``repeat_count``), so that an
+        anonymous sender adds a row a minute at most. Returns how many such requests came from
+        that address in this minute, this one included.
+
+        One INSERT ... ON CONFLICT DO UPDATE, in a transaction of its own at READ COMMITTED and
+        committed at once: the concurrent requests of one address update one row, which at
+        Odoo's REPEATABLE READ would fail them with serialization errors, retried by Odoo after
+        sleeping (a flood would put the workers to sleep). Under tests, that transaction is the
+        test's own."""
+        secret_headers, secret_fields = provider_secrets(None)  # it may come from any provider
+        redacted = redact_body(body or b"", secret_fields)
+        text = self._decode_body(redacted[:UNAUTHENTICATED_BODY_BYTES])
+        if len(text.encode()) > UNAUTHENTICATED_BODY_BYTES:  # escapes of bytes that are not UTF-8
+            text = text.encode()[:UNAUTHENTICATED_BODY_BYTES].decode("utf-8", "ignore")
+        row = self._request_row(endpoint, provider, headers, remote_addr, secret_headers)
+        row.update(
+            payload=text,
+            payload_size=len(body) if body is not None else size,
+            payload_truncated=body is None or len(redacted) > UNAUTHENTICATED_BODY_BYTES,
+            state="rejected",
+            signature=vals.pop("signature", None),
+            error=clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
+            lane=0,
+            rate_key=SQL(
+                "concat(%s, ' ', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))", rate_bucket(remote_addr)
+            ),
+        )
+        if vals:
+            raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
+        upsert = self._insert_query(
+            row,
+            SQL(
+                """ON CONFLICT (rate_key) WHERE rate_key IS NOT NULL
+                   DO UPDATE SET repeat_count = %(table)s.repeat_count + 1,
+                                 last_repeat_at = (now() AT TIME ZONE 'UTC')
+                   RETURNING repeat_count""",
+                table=SQL.identifier(self._table),
+            ),
+        )
+        registry = self.env.registry
+        with registry.cursor() as cr:
+            if not registry.in_test_mode():
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cr.execute(upsert)
+            return cr.fetchone()[0] + 1
+
+    @api.model
+    def _unauthenticated_per_minute(self):
+        """How many requests nobody authenticated an address may send a minute before 429."""
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("visionmetrics_whatsapp.webhook_unauthenticated_per_minute", "")
+        )
+        return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_UNAUTHENTICATED_PER_MINUTE
+
+    @api.model
+    def _request_row(self, endpoint, provider, headers, remote_addr, secret_headers):
+        """The columns of a log row that say where a request came from."""
+        if endpoint:
+            company_id = endpoint.company_id
+        else:  # a request with an unknown token belongs to no company: file it under the first one
+            company_id = self.env["res.company"].sudo().search([], order="id", limit=1).id
+        return {
             "integration_id": endpoint.id if endpoint else None,
             "company_id": company_id,
             "provider": provider if provider in providers.PROVIDERS else None,
             "remote_addr": clean_text(remote_addr, 64),
-            "headers": self._redact_headers(headers),
-            "payload": self._decode_body(body),
-            "state": state,
-            "signature": vals.pop("signature", None),
-            "event_type": vals.pop("event_type", None),
-            "error": clean_text(vals.pop("error", None), ERROR_MAX_LENGTH),
-            "lane": vals.pop("lane", 0),
-            "repeat_key": repeat_key,
+            "headers": self._redact_headers(headers, secret_headers),
             "attempt_count": 0,
             "repeat_count": 0,
         }
-        if vals:
-            raise ValueError(f"Unexpected webhook log values: {sorted(vals)}")
+
+    @api.model
+    def _insert_query(self, row, suffix):
+        """INSERT of ``row`` ({column: value or SQL}), stamped now, followed by ``suffix``."""
         now = SQL("(now() AT TIME ZONE 'UTC')")
-        self.env.cr.execute(
-            SQL(
-                "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) RETURNING id",
-                SQL.identifier(self._table),
-                SQL(", ").join(SQL.identifier(column) for column in row),
-                SQL(", ").join(row.values()),
-                now,
-                now,
-                now,
-            )
+        return SQL(
+            "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) %s",
+            SQL.identifier(self._table),
+            SQL(", ").join(SQL.identifier(column) for column in row),
+            SQL(", ").join(row.values()),
+            now,
+            now,
+            now,
+            suffix,
         )
-        if state == "received":
-            self.env["vm.whatsapp.inbox"]._wake_up()
-        return self.browse(self.env.cr.fetchone()[0])
 
     @api.model
     def _store_repeat(self, integration_id, repeat_key):

@@ -8,6 +8,7 @@ headers and maps failures to :mod:`.exceptions`. Webhook bodies reach the addon 
 calls ``parse_webhook()``.
 """
 
+import hashlib
 import hmac
 import json
 import logging
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from ..tools.text import clean_text
 from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppProviderRetryableError
 
 _logger = logging.getLogger(__name__)
@@ -23,6 +25,18 @@ _logger = logging.getLogger(__name__)
 SIGNATURE_VALID = "valid"
 SIGNATURE_INVALID = "invalid"
 SIGNATURE_MISSING = "missing"
+EVENT_ID_MAX_LENGTH = 128  # a longer event id is stored as its digest
+
+
+def event_id_of(*keys):
+    """An event id made of ``keys`` (any order), bounded: None when there are none."""
+    keys = sorted({clean_text(key) for key in keys if key})
+    if not keys:
+        return None
+    joined = ",".join(keys)
+    if len(joined) <= EVENT_ID_MAX_LENGTH:
+        return joined
+    return "sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # How a provider's webhooks prove that they come from it (``WhatsAppProvider.webhook_auth``).
@@ -64,7 +78,9 @@ class WhatsAppProvider:
     # the event kinds (events.EVENT_KINDS) that parse_webhook can return, besides "unknown"
     event_kinds: ClassVar[frozenset] = frozenset()
     webhook_auth = AUTH_BY_SIGNATURE  # one of WEBHOOK_AUTHS
-    # request headers (lower case) and top-level JSON keys of a webhook that hold credentials
+    # What of a webhook request is a credential, never stored (the webhook log keeps headers by
+    # an allow-list anyway): lower-case names of headers that carry one, and top-level keys of the
+    # JSON body that hold one (replaced by "[redacted]" before the body is stored).
     secret_headers: ClassVar[frozenset] = frozenset()
     secret_body_fields: ClassVar[tuple] = ()
 
@@ -171,6 +187,13 @@ class WhatsAppProvider:
         ``webhook_secret`` nothing is valid."""
         raise NotImplementedError
 
+    def authenticate_webhook(self, body, headers, params=None):
+        """``(verdict, reason)``: the verdict of :meth:`verify_webhook` and, for a request that is
+        not valid, why, when the verdict alone does not say it (a sentence for the webhook log;
+        None otherwise). Adapters that refuse signed requests for another reason (a replay)
+        override this method."""
+        return self.verify_webhook(body, headers, params), None
+
     def parse_events(self, body, headers=None):
         """The events of a raw body (bytes), cleaned for storage: what the addon calls, never
         :meth:`parse_webhook` directly. Values from a provider can hold NUL characters, lone
@@ -185,6 +208,25 @@ class WhatsAppProvider:
         :class:`.exceptions.WebhookPayloadError` (and nothing else) for a malformed body; an event
         this adapter does not handle becomes an ``UnknownEvent``."""
         raise NotImplementedError
+
+    def webhook_event_id(self, body, events):
+        """The provider's id of what an authenticated request carries (``events``, parsed from
+        ``body``): the same every time the provider delivers it (its retries, a replay) and
+        different for anything else; None when there is none. The webhook stores and applies a
+        request once per integration and event id, and answers the others "duplicate".
+
+        By default, the ids of the request's messages, and of its statuses (message id and
+        status), when it holds nothing else than those and events nobody applies: a connection
+        or QR update has no id of its own (two identical ones may well be two events)."""
+        keys = []
+        for event in events:
+            if event.kind == "message":
+                keys.append(f"message:{event.message_id}")
+            elif event.kind == "status":
+                keys.append(f"status:{event.message_id}:{event.status}")
+            elif event.kind != "unknown":
+                return None
+        return event_id_of(*keys)
 
     def handshake(self, params, verify_token):
         """Answer a provider's GET verification request. Returns the body to send back, or None

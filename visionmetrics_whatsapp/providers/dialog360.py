@@ -26,6 +26,7 @@ class Dialog360Provider(CloudApiProvider):
     requires_external_id = True  # the phone number id
     registers_webhook = True  # POST /v1/configs/webhook
     media_through_api_host = True
+    secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "d360-api-key"})
     default_api_base_url = "https://waba-v2.360dialog.io"
     messages_path = "/messages"
 

@@ -16,6 +16,7 @@ In groups the contact is the participant (``participantAlt`` holds its phone whe
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
 import secrets
@@ -87,6 +88,10 @@ class EvolutionProvider(WhatsAppProvider):
     uses_pairing_code = True
     registers_webhook = True  # with the instance, or /webhook/set
     downloads_media = True
+    # Our webhook secret; the API key, should a proxy or a header setting pass it on; and the
+    # instance token Evolution puts in every webhook body (``apikey``, null unless it exposes it).
+    secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "apikey"})
+    secret_body_fields = ("apikey",)
 
     # Baileys connection state (+ Evolution's "refused": QR limit reached) -> our session state.
     # "connecting" is pending: get_session_status turns it into qr_ready when a QR is available.
@@ -317,6 +322,19 @@ class EvolutionProvider(WhatsAppProvider):
 
     def verify_webhook(self, body, headers, params=None):
         return self._verify_static_secret(self._header(headers, WEBHOOK_AUTH_HEADER))
+
+    def webhook_event_id(self, body, events):
+        """Messages and statuses by their ids (the default). A connection or QR update has no
+        id, but its body, dated to the millisecond (``date_time``), is one per event and the same
+        in Evolution's retries: its digest is the event's id."""
+        event_id = super().webhook_event_id(body, events)
+        if event_id or not events:
+            return event_id
+        try:
+            dated = self._load_json(body).get("date_time") is not None
+        except WebhookPayloadError:
+            dated = False
+        return "sha256:" + hashlib.sha256(body).hexdigest() if dated else None
 
     def parse_webhook(self, body, headers=None):
         payload = self._load_json(body)

@@ -86,6 +86,16 @@ def epoch_to_utc(value):
         return None
 
 
+def describe_duration(seconds):
+    """``seconds`` in words, in its largest whole unit: "2 days", "1 hour", "40 seconds"."""
+    seconds = int(abs(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
 def digits_to_e164(value):
     """E.164 from international digits (``"5511987654321"`` or ``"+5511987654321"``, as wa_ids
     and JID user parts are), normalized by :func:`..tools.phone.to_e164`; None for anything that

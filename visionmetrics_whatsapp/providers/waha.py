@@ -2,27 +2,32 @@
 
 Facts used here (reference/provider-apis.md §2): header ``X-Api-Key``; the session is created with
 our webhook (events ``message``, ``message.ack``, ``session.status``) and an HMAC key, so WAHA
-signs every body: ``X-Webhook-Hmac`` = hex HMAC-SHA512(raw body, webhook_secret). WAHA also sends
-``X-Webhook-Timestamp`` (Unix milliseconds); when present it must be within 5 minutes of
-:attr:`WahaProvider.now`. Bodies are an envelope ``{event, session, me, payload, ...}``.
+signs every body: ``X-Webhook-Hmac`` = hex HMAC-SHA512(raw body, webhook_secret). Bodies are an
+envelope ``{id, timestamp, event, session, me, payload, ...}`` whose ``timestamp`` (Unix
+milliseconds) is signed with the rest: a request is refused as a replay when that time is more
+than 5 minutes (and a few seconds of clock skew) away from :attr:`WahaProvider.now`, either way.
+The ``X-Webhook-Timestamp`` header says the same but is not signed (anyone can rewrite or drop
+it): it is not read.
 
 Chat ids: ``<digits>@c.us`` (a phone), ``@lid`` (hidden id, never a phone), ``@g.us`` (group:
 the contact is ``payload.participant``). WAHA Core serves only the session named ``default``.
 """
 
 import hashlib
+import math
 import time
 from typing import ClassVar
 from urllib.parse import quote
 
 from . import register
-from .base import AUTH_BY_SIGNATURE, SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider
+from .base import AUTH_BY_SIGNATURE, SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider, event_id_of
 from .events import ConnectionUpdate, InboundMessage, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
 from .utils import (
     as_bool,
     as_dict,
     as_text,
+    describe_duration,
     digits_to_e164,
     epoch_to_utc,
     normalize_jid,
@@ -31,7 +36,6 @@ from .utils import (
 )
 
 SIGNATURE_HEADER = "X-Webhook-Hmac"
-TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 WEBHOOK_EVENTS = ["message", "message.ack", "session.status"]
 ACK_NAMES = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
 # WEBJS ``_data.type`` -> our message type, for messages without downloaded media
@@ -62,7 +66,8 @@ class WahaProvider(WhatsAppProvider):
     registers_webhook = True  # in the session's config
     downloads_media = True
     default_session = "default"
-    max_clock_skew = 300  # seconds between X-Webhook-Timestamp and now
+    replay_window = 300  # seconds a signed request may be old (or ahead of our clock)
+    clock_skew = 5  # seconds of clock difference tolerated on top
     now = staticmethod(time.time)  # clock in epoch seconds; tests replace it
 
     SESSION_STATES: ClassVar[dict] = {
@@ -193,17 +198,56 @@ class WahaProvider(WhatsAppProvider):
         return response.content, mimetype, media.get("filename")
 
     def verify_webhook(self, body, headers, params=None):
-        result = self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha512)
-        if result != SIGNATURE_VALID:
-            return result
-        stamp = self._header(headers, TIMESTAMP_HEADER)
-        if stamp is None:
-            return result
+        return self.authenticate_webhook(body, headers, params)[0]
+
+    def authenticate_webhook(self, body, headers, params=None):
+        """The HMAC of the raw body, then the time the body says it was sent (signed with it): a
+        captured request replayed later is refused, whatever headers come with it."""
+        verdict = self._verify_hmac_hex(body, self._header(headers, SIGNATURE_HEADER), hashlib.sha512)
+        if verdict != SIGNATURE_VALID:
+            return verdict, None
+        sent_at = self._signed_time(body)
+        if sent_at is None:
+            return SIGNATURE_INVALID, (
+                "Replay protection: the signed body has no timestamp (Unix milliseconds), so its age "
+                "cannot be checked. WAHA versions that date their webhooks send one."
+            )
+        age = self.now() - sent_at
+        limit = self.replay_window + self.clock_skew
+        window = describe_duration(self.replay_window)
+        if age > limit:
+            return SIGNATURE_INVALID, (
+                f"Replay refused: the request was signed {describe_duration(age)} ago, too old "
+                f"(accepted within {window})."
+            )
+        if age < -limit:
+            return SIGNATURE_INVALID, (
+                f"Replay refused: the request is dated {describe_duration(-age)} ahead of this server's clock "
+                f"(accepted within {window}); check the clocks of WAHA and Odoo."
+            )
+        return SIGNATURE_VALID, None
+
+    def _signed_time(self, body):
+        """The envelope's ``timestamp`` in epoch seconds, or None when it has none."""
         try:
-            seconds = int(str(stamp).strip()) / 1000.0
-        except ValueError:
-            return SIGNATURE_INVALID
-        return SIGNATURE_VALID if abs(self.now() - seconds) <= self.max_clock_skew else SIGNATURE_INVALID
+            stamp = self._load_json(body).get("timestamp")
+        except WebhookPayloadError:
+            return None
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+            return None
+        try:
+            seconds = stamp / 1000.0
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
+
+    def webhook_event_id(self, body, events):
+        """The envelope's ``id`` (``evt_<ulid>``): signed, one per event, kept by WAHA's retries."""
+        try:
+            event_id = as_text(self._load_json(body).get("id"))
+        except WebhookPayloadError:
+            event_id = None
+        return event_id_of(event_id) or super().webhook_event_id(body, events)
 
     def parse_webhook(self, body, headers=None):
         envelope = self._load_json(body)

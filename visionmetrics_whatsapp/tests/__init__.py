@@ -10,3 +10,4 @@ from . import test_inbox
 from . import test_access
 from . import test_provider_registry
 from . import test_provider_zapi
+from . import test_webhook_attacks

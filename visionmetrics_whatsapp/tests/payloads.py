@@ -4,6 +4,7 @@ the values a test needs, and signed the way each provider signs them."""
 import hashlib
 import hmac
 import json
+import time
 
 
 def dump(payload):
@@ -48,7 +49,10 @@ def meta_status(phone_number_id, message_id, status, recipient="16505551234", ti
     return dump(meta_envelope(phone_number_id, {"statuses": [status]}))
 
 
-def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100):
+def evolution_text(
+    instance, jid, text, message_id, name="Maria Silva", from_me=False, timestamp=1760341100, apikey=None
+):
+    """A messages.upsert of Evolution API 2.3.6 (``apikey``: its instance token, when it exposes it)."""
     return dump(
         {
             "event": "messages.upsert",
@@ -67,16 +71,17 @@ def evolution_text(instance, jid, text, message_id, name="Maria Silva", from_me=
             "date_time": "2025-10-13T07:38:20.004Z",
             "sender": "5511900000000@s.whatsapp.net",
             "server_url": "https://evolution.example.com",
-            "apikey": None,
+            "apikey": apikey,
         }
     )
 
 
 def waha_text(session, chat_id, text, message_id, timestamp=1667561485):
+    """A message event; WAHA dates the envelope (signed) when it sends it: now."""
     return dump(
         {
             "id": "evt_01aaaaaaaaaaaaaaaaaaaaaaaa",
-            "timestamp": timestamp * 1000,
+            "timestamp": int(time.time() * 1000),
             "event": "message",
             "session": session,
             "engine": "WEBJS",
@@ -93,6 +98,22 @@ def waha_text(session, chat_id, text, message_id, timestamp=1667561485):
                 "vCards": [],
                 "_data": {"notifyName": "Carlos"},
             },
+        }
+    )
+
+
+def waha_session_status(session, status, event_id, timestamp_ms):
+    """A session.status as WAHA posts it: its event id and time (ms) are in the signed body."""
+    return dump(
+        {
+            "id": event_id,
+            "timestamp": int(timestamp_ms),
+            "event": "session.status",
+            "session": session,
+            "me": {"id": "5511900000000@c.us", "pushName": "Loja"},
+            "payload": {"status": status},
+            "engine": "WEBJS",
+            "environment": {"version": "2025.11.1", "engine": "WEBJS", "tier": "CORE"},
         }
     )
 
