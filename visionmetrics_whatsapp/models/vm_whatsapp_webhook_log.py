@@ -375,7 +375,8 @@ class VmWhatsappWebhookLog(models.Model):
     @api.model
     def _store_repeat(self, integration_id, repeat_key):
         """Count a request on the integration's latest connection-state log when it says the
-        same (returns that log), else None: a change of state is always stored and applied.
+        same (returns that log), else None: a change of state is always stored and applied, and
+        so is a state ignored for want of a session when a session has changed since.
 
         Repeats come in bursts, in parallel: a request that finds the latest log locked, or
         changed since its transaction began, by a concurrent repeat leaves the counting to it
@@ -385,15 +386,20 @@ class VmWhatsappWebhookLog(models.Model):
             with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
                 self.env.cr.execute(
                     SQL(
-                        """SELECT id, repeat_key FROM %(table)s
+                        """SELECT id, repeat_key, state = 'ignored' AND EXISTS (
+                                      SELECT 1 FROM vm_whatsapp_session s
+                                       WHERE s.integration_id = log.integration_id AND s.write_date >= log.received_at)
+                             FROM %(table)s log
                             WHERE integration_id = %(integration)s AND repeat_key IS NOT NULL
-                         ORDER BY id DESC LIMIT 1 FOR UPDATE NOWAIT""",
+                         ORDER BY id DESC LIMIT 1 FOR UPDATE OF log NOWAIT""",
                         table=table,
                         integration=integration_id,
                     )
                 )
                 row = self.env.cr.fetchone()
-                if not row or row[1] != repeat_key:
+                # not a repeat of a state that was ignored for want of a session which now exists
+                # (a gateway's first updates arrive before the session that will take them)
+                if not row or row[1] != repeat_key or row[2]:
                     return None
                 self.env.cr.execute(
                     SQL(

@@ -192,7 +192,7 @@ class WhatsAppProvider:
         not valid, why, when the verdict alone does not say it (a sentence for the webhook log;
         None otherwise). Adapters that refuse signed requests for another reason (a replay)
         override this method."""
-        return self.verify_webhook(body, headers, params), None
+        return self.verify_webhook(body, headers, params=params), None
 
     def parse_events(self, body, headers=None):
         """The events of a raw body (bytes), cleaned for storage: what the addon calls, never
