@@ -53,6 +53,11 @@ def test_evolution_webhooks_reach_odoo_authenticated_and_processed(rpc, connecte
         stored = rpc("vm.whatsapp.webhook.log", "read", ids, ["state", "signature", "event_type", "headers", "payload"])
         return all(log["state"] != "received" for log in stored) and stored
 
+    # the first updates come before the session exists (ignored); one is applied again 30 s later
+    assert wait_for(lambda: any(log["state"] == "processed" for log in logs(rpc, connected, ["state"])), timeout=120), (
+        "a connection update is applied once the session exists"
+    )
+    ids = [log["id"] for log in logs(rpc, connected, ["id"])]
     stored = wait_for(applied, timeout=60)
     assert stored, "the inbox applies every request"
     outcomes = {(log["state"], log["signature"], log["event_type"]) for log in stored}

@@ -28,7 +28,7 @@ from psycopg2 import errors as pg_errors
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.modules.registry import Registry
-from odoo.tools import SQL
+from odoo.tools import SQL, mute_logger
 
 from ..providers import WebhookPayloadError
 from ..tools.coalesce import Coalescer
@@ -158,15 +158,22 @@ class VmWhatsappInbox(models.AbstractModel):
         holds (the Reprocess button, another server's cron) are left to it."""
         Log = self.env["vm.whatsapp.webhook.log"]
         Log.flush_model(["state", "lane"])
-        self.env.cr.execute(
-            SQL(
-                "SELECT id FROM %s WHERE state = 'received' AND lane = %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                SQL.identifier(Log._table),
-                lane,
-                limit,
-            )
-        )
-        return Log.browse([row[0] for row in self.env.cr.fetchall()])
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                self.env.cr.execute(
+                    SQL(
+                        "SELECT id FROM %s WHERE state = 'received' AND lane = %s ORDER BY id LIMIT %s"
+                        " FOR UPDATE SKIP LOCKED",
+                        SQL.identifier(Log._table),
+                        lane,
+                        limit,
+                    )
+                )
+                return Log.browse([row[0] for row in self.env.cr.fetchall()])
+        except pg_errors.SerializationFailure:
+            # a request changed since this transaction began (a repeat counted on it): next run
+            self._wake_up()
+            return Log.browse()
 
     # ------------------------------------------------------------------ applying
 

@@ -25,6 +25,7 @@ DEFAULT_RETENTION_DAYS = 30
 MAX_ATTEMPTS = 8
 RETRY_BASE_DELAY = timedelta(minutes=1)
 ERROR_MAX_LENGTH = 2000
+IGNORED_REPEAT_RETRY = timedelta(seconds=30)  # at most 2,880 rows a day for a state nobody takes
 # One request per integration and provider event id (see _receive).
 EVENT_INDEX = "vm_whatsapp_webhook_log_event_uniq"
 EVENT_SAVEPOINT = "vm_whatsapp_webhook_log_event"
@@ -376,7 +377,7 @@ class VmWhatsappWebhookLog(models.Model):
     def _store_repeat(self, integration_id, repeat_key):
         """Count a request on the integration's latest connection-state log when it says the
         same (returns that log), else None: a change of state is always stored and applied, and
-        so is a state ignored for want of a session when a session has changed since.
+        a state that was ignored is tried again every IGNORED_REPEAT_RETRY.
 
         Repeats come in bursts, in parallel: a request that finds the latest log locked, or
         changed since its transaction began, by a concurrent repeat leaves the counting to it
@@ -386,19 +387,19 @@ class VmWhatsappWebhookLog(models.Model):
             with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
                 self.env.cr.execute(
                     SQL(
-                        """SELECT id, repeat_key, state = 'ignored' AND EXISTS (
-                                      SELECT 1 FROM vm_whatsapp_session s
-                                       WHERE s.integration_id = log.integration_id AND s.write_date >= log.received_at)
+                        """SELECT id, repeat_key,
+                                  state = 'ignored' AND received_at < (now() AT TIME ZONE 'UTC') - %(retry)s
                              FROM %(table)s log
                             WHERE integration_id = %(integration)s AND repeat_key IS NOT NULL
                          ORDER BY id DESC LIMIT 1 FOR UPDATE OF log NOWAIT""",
                         table=table,
                         integration=integration_id,
+                        retry=IGNORED_REPEAT_RETRY,
                     )
                 )
                 row = self.env.cr.fetchone()
-                # not a repeat of a state that was ignored for want of a session which now exists
-                # (a gateway's first updates arrive before the session that will take them)
+                # a state that was ignored (a gateway's first updates arrive before the session that
+                # will take them) is stored and applied again every IGNORED_REPEAT_RETRY
                 if not row or row[1] != repeat_key or row[2]:
                     return None
                 self.env.cr.execute(

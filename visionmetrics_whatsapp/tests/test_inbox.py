@@ -291,7 +291,7 @@ class TestInboxFloods(WhatsAppHttpCase):
         self._post_signed(self.evolution, self._connection_update("connecting", 43))
         self.assertEqual(self.Log.search_count([]), before + 3, "connecting again after open is a change")
 
-    def test_a_state_ignored_before_its_session_existed_is_applied_once_it_does(self):
+    def test_a_state_ignored_before_its_session_existed_is_tried_again(self):
         early = self._create_integration(
             "evolution", api_base_url="https://evo.example.com", external_id="odoo-early", api_key="k"
         )
@@ -301,7 +301,10 @@ class TestInboxFloods(WhatsAppHttpCase):
         self._post_signed(early, payloads.evolution_connection("odoo-early", "open", "2026-12-01T10:00:01.000Z"))
         self.assertEqual(self._last_log().repeat_count, 1, "still no session: counted")
         session = self.env["vm.whatsapp.session"].create({"integration_id": early.id, "external_id": "odoo-early"})
+        ignored = self._last_log()
+        ignored.received_at = fields.Datetime.now() - timedelta(seconds=31)
         self._post_signed(early, payloads.evolution_connection("odoo-early", "open", "2026-12-01T10:00:02.000Z"))
+        self.assertNotEqual(self._last_log(), ignored, "an ignored state is tried again after 30 s")
         self.assertEqual(self._last_log().state, "processed", "stored again and applied")
         self.assertEqual(session.state, "connected")
 
