@@ -13,6 +13,7 @@ from visionmetrics_whatsapp.tools.redact import (
     LOGGED_HEADERS,
     REDACTED,
     is_logged_header,
+    rate_bucket,
     redact_body,
     redact_headers,
 )
@@ -139,3 +140,18 @@ def test_a_lone_surrogate_is_kept_escaped():
 )
 def test_secrets_in_a_body_that_is_not_json(body, expected):
     assert redact_body(body, ("apikey",)) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),  # the same subscriber
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not an address", "not an address"),
+        (None, ""),
+    ],
+)
+def test_rate_buckets(address, bucket):
+    assert rate_bucket(address) == bucket

@@ -1,6 +1,5 @@
 import functools
 import hashlib
-import ipaddress
 import json
 import logging
 from datetime import timedelta
@@ -13,7 +12,7 @@ from odoo.tools import SQL, mute_logger, sql
 
 from .. import providers
 from ..providers import SIGNATURE_VALID, get_provider_class
-from ..tools.redact import redact_body, redact_headers
+from ..tools.redact import rate_bucket, redact_body, redact_headers
 from ..tools.text import clean_text
 from . import access
 
@@ -45,20 +44,6 @@ def provider_secrets(code):
         frozenset().union(*(cls.secret_headers for cls in classes)),
         tuple(dict.fromkeys(field for cls in classes for field in cls.secret_body_fields)),
     )
-
-
-def rate_bucket(address):
-    """The source a rate limit counts: an IPv6 address by its /64 (what one subscriber usually
-    holds), an IPv4 address as it is (also when mapped into IPv6), anything else as text."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return clean_text(str(address or ""), 64)
-    if ip.version == 6 and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class ReferenceWithoutForeignKey(fields.Many2one):

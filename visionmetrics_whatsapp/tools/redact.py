@@ -1,4 +1,5 @@
-"""What the webhook log keeps of a request: nothing credential-like (DESIGN §12).
+"""What the webhook log keeps of a request: nothing credential-like (DESIGN §12); and the
+source under which it counts a request nobody authenticated.
 
 No Odoo import. Headers are kept by an allow-list: how the request travelled (type, size,
 encoding, client), which proxy relayed it and for whom, and the delivery metadata WAHA adds. Any
@@ -15,6 +16,7 @@ instance token) are replaced by "[redacted]" and the body serialized again; a bo
 JSON object has them redacted in its text.
 """
 
+import ipaddress
 import json
 import re
 
@@ -107,3 +109,17 @@ def _redact_text(body, secret_fields):
     names = b"|".join(re.escape(field.encode()) for field in secret_fields)
     pattern = re.compile(rb'("(?:' + names + rb')"\s*:\s*)(?!null\b)("(?:[^"\\]|\\.)*(?:"|\\?$)|[^\s,}\]]+)')
     return pattern.sub(lambda match: match.group(1) + b'"' + REDACTED.encode() + b'"', body)
+
+
+def rate_bucket(address):
+    """The source a rate limit counts: an IPv6 address by its /64 (what one subscriber usually
+    holds), an IPv4 address as it is (also when mapped into IPv6), anything else as text."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return clean_text(str(address or ""), 64)
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
