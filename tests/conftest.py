@@ -22,8 +22,8 @@ if ADDON not in sys.modules:
     _package.__path__ = [str(ROOT / ADDON)]
     sys.modules[ADDON] = _package
 
-# Recorded provider payloads: $SAMPLES, else shared/samples next to the repository.
-SAMPLES = pathlib.Path(os.environ.get("SAMPLES") or ROOT.parent / "shared" / "samples")
+# Recorded provider payloads, kept in the repository (tests/samples); $SAMPLES overrides.
+SAMPLES = pathlib.Path(os.environ.get("SAMPLES") or ROOT / "tests" / "samples")
 
 
 @pytest.fixture
