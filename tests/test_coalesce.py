@@ -1,5 +1,5 @@
-"""The coalescing timer that wakes the inbox cron: every call is followed by one run of the
-function that starts after it, and a burst costs one run."""
+"""The coalescing timer that wakes the inbox lanes: every call is followed by one run of the
+function that starts after it and sees the call's items, and a burst costs one run."""
 
 from visionmetrics_whatsapp.tools.coalesce import Coalescer
 
@@ -24,9 +24,14 @@ def make(func):
     return Coalescer(func, delay=0.25, timer=FakeTimer)
 
 
-def test_a_burst_is_served_by_one_delayed_run():
+def recorder():
     runs = []
-    wake = make(runs.append)
+    return runs, lambda key, items: runs.append(key)
+
+
+def test_a_burst_is_served_by_one_delayed_run():
+    runs, func = recorder()
+    wake = make(func)
     for _ in range(50):
         wake("db1")
     assert runs == [], "nothing runs before the delay"
@@ -38,8 +43,8 @@ def test_a_burst_is_served_by_one_delayed_run():
 
 
 def test_a_call_after_the_run_started_gets_its_own_run():
-    runs = []
-    wake = make(runs.append)
+    runs, func = recorder()
+    wake = make(func)
     wake("db1")
     FakeTimer.started[0].fire()
     wake("db1")  # after the run began: the run may not have seen this call's commit
@@ -49,8 +54,8 @@ def test_a_call_after_the_run_started_gets_its_own_run():
 
 
 def test_keys_are_independent():
-    runs = []
-    wake = make(runs.append)
+    runs, func = recorder()
+    wake = make(func)
     wake("db1")
     wake("db2")
     wake("db1")
@@ -61,7 +66,7 @@ def test_keys_are_independent():
 
 
 def test_a_failing_run_is_logged_and_the_next_call_schedules_again(caplog):
-    def fail(_key):
+    def fail(_key, _items):
         raise RuntimeError("database gone")
 
     wake = make(fail)
@@ -70,3 +75,18 @@ def test_a_failing_run_is_logged_and_the_next_call_schedules_again(caplog):
     assert "database gone" in caplog.text
     wake("db1")
     assert len(FakeTimer.started) == 2
+
+
+def test_the_run_gets_the_items_of_every_call_it_serves():
+    runs = []
+    wake = make(lambda key, items: runs.append((key, items)))
+    wake("db1", [0])
+    wake("db1", [2, 0])
+    wake("db1")
+    wake("db2", [1])
+    assert len(FakeTimer.started) == 2
+    FakeTimer.started[0].fire()
+    wake("db1", [3])  # after the run began: a run of its own, with its own items
+    for timer in FakeTimer.started[1:]:
+        timer.fire()
+    assert runs == [("db1", frozenset({0, 2})), ("db2", frozenset({1})), ("db1", frozenset({3}))]

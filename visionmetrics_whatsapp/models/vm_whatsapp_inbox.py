@@ -70,18 +70,24 @@ def is_transient(error):
     return isinstance(error, psycopg2.OperationalError) and not getattr(error, "pgcode", None)
 
 
-def _trigger_lanes(dbname):
-    """Make every lane's cron due and wake the cron workers (one trigger INSERT, one NOTIFY)."""
+def _trigger_lanes(dbname, lanes):
+    """Make the crons of ``lanes`` due and wake the cron workers: one INSERT of triggers and one
+    NOTIFY, whatever the number of lanes (ir.cron._trigger would cost one of each per lane)."""
     with Registry(dbname).cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        for lane in range(LANES):
-            cron = env.ref(LANE_CRON % lane, raise_if_not_found=False)
-            if cron:
-                cron._trigger()
+        cron_ids = [
+            env["ir.model.data"]._xmlid_to_res_id(LANE_CRON % lane, raise_if_not_found=False) for lane in sorted(lanes)
+        ]
+        crons = env["ir.cron"].browse(cron_id for cron_id in cron_ids if cron_id).exists().filtered("active")
+        if crons:
+            now = fields.Datetime.now()
+            env["ir.cron.trigger"].create([{"cron_id": cron.id, "call_at": now} for cron in crons])
+            cr.postcommit.add(crons[0]._notifydb)
 
 
-# Run after the commit of the requests that wait: one wake-up for all the requests of a quarter
-# second in this process rather than one per request, which cost as much as storing the request.
+# Run after the commit of the requests that wait: one wake-up of the lanes that received
+# requests in a quarter second in this process, rather than one per request, which cost as much
+# as storing the request.
 _wake_lanes = Coalescer(_trigger_lanes, delay=0.25)
 
 
@@ -115,10 +121,11 @@ class VmWhatsappInbox(models.AbstractModel):
         return zlib.crc32(f"{integration_id}:{key}".encode("utf-8", "replace")) % LANES
 
     @api.model
-    def _wake_up(self):
-        """Wake the lanes up after the current transaction commits."""
-        dbname = self.env.cr.dbname
-        self.env.cr.postcommit.add(lambda: _wake_lanes(dbname))
+    def _wake_up(self, lanes=None):
+        """Wake ``lanes`` (an iterable of lane numbers; all of them by default) up after the
+        current transaction commits."""
+        dbname, lanes = self.env.cr.dbname, tuple(range(LANES) if lanes is None else lanes)
+        self.env.cr.postcommit.add(lambda: _wake_lanes(dbname, lanes))
 
     # ------------------------------------------------------------------ scheduled
 
@@ -138,7 +145,7 @@ class VmWhatsappInbox(models.AbstractModel):
         )
         self.env["ir.cron"]._notify_progress(done=len(logs), remaining=remaining)
         if remaining:
-            self._wake_up()
+            self._wake_up([lane])
 
     @api.model
     def _cron_retry_failed(self):
@@ -172,7 +179,7 @@ class VmWhatsappInbox(models.AbstractModel):
                 return Log.browse([row[0] for row in self.env.cr.fetchall()])
         except pg_errors.SerializationFailure:
             # a request changed since this transaction began (a repeat counted on it): next run
-            self._wake_up()
+            self._wake_up([lane])
             return Log.browse()
 
     # ------------------------------------------------------------------ applying

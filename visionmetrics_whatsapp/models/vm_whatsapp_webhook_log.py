@@ -46,6 +46,21 @@ def provider_secrets(code):
     )
 
 
+@functools.cache
+def insert_template(table, columns):
+    """The text of an INSERT of ``columns`` into ``table`` stamped now, with a ``%s`` for each
+    value and one for what follows (see VmWhatsappWebhookLog._insert_query)."""
+    now = "(now() AT TIME ZONE 'UTC')"
+    names = ", ".join(SQL.identifier(column).code for column in columns)
+    values = ", ".join(["%s"] * len(columns))
+    # identifiers quoted by SQL.identifier, values left to psycopg2: no value reaches this text
+    table = SQL.identifier(table).code
+    return (
+        f"INSERT INTO {table} ({names}, received_at, create_date, write_date)"  # noqa: S608
+        f" VALUES ({values}, {now}, {now}, {now}) %s"
+    )
+
+
 class ReferenceWithoutForeignKey(fields.Many2one):
     """A many2one whose column has no foreign key constraint.
 
@@ -260,7 +275,7 @@ class VmWhatsappWebhookLog(models.Model):
             self.env.cr.execute(insert)
         log_id = self.env.cr.fetchone()[0]
         if state == "received":
-            self.env["vm.whatsapp.inbox"]._wake_up()
+            self.env["vm.whatsapp.inbox"]._wake_up([row["lane"]])
         return self.browse(log_id)
 
     @api.model
@@ -345,18 +360,10 @@ class VmWhatsappWebhookLog(models.Model):
 
     @api.model
     def _insert_query(self, row, suffix):
-        """INSERT of ``row`` ({column: value or SQL}), stamped now, followed by ``suffix``."""
-        now = SQL("(now() AT TIME ZONE 'UTC')")
-        return SQL(
-            "INSERT INTO %s (%s, received_at, create_date, write_date) VALUES (%s, %s, %s, %s) %s",
-            SQL.identifier(self._table),
-            SQL(", ").join(SQL.identifier(column) for column in row),
-            SQL(", ").join(row.values()),
-            now,
-            now,
-            now,
-            suffix,
-        )
+        """INSERT of ``row`` ({column: value or SQL}), stamped now, followed by ``suffix`` (SQL).
+        Its text depends only on the columns: it is composed once per set of columns, and each
+        request only adds its values (composing it again cost a fifth of the route's own time)."""
+        return SQL(insert_template(self._table, tuple(row)), *row.values(), suffix)
 
     @api.model
     def _store_repeat(self, integration_id, repeat_key):

@@ -13,6 +13,7 @@ A ciphertext is a versioned envelope ``vmenc1:<key id>:<nonce b64>:<ciphertext+t
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -106,7 +107,7 @@ class Keyring:
         environ = os.environ if environ is None else environ
         current = options.get(KEY_OPTION) or environ.get(KEY_ENV)
         previous = options.get(PREVIOUS_KEY_OPTION) or environ.get(PREVIOUS_KEY_ENV)
-        return cls.from_values(current, previous)
+        return _cached_keyring(cls, current, previous)
 
     def encrypt(self, plaintext, associated_data):
         """Encrypt ``plaintext`` (str) bound to ``associated_data`` (str); returns the envelope."""
@@ -155,6 +156,13 @@ class Keyring:
         except DecryptionError:
             return self.current_id
         raise DecryptionError("The encryption self-test failed: associated data is not checked.")
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_keyring(cls, current, previous):
+    """Keyring.from_values, parsed once per configuration (every webhook request decrypts its
+    integration's secret): a configuration that does not parse raises each time, uncached."""
+    return cls.from_values(current, previous)
 
 
 def associated_data(model, field, res_id, company_id):

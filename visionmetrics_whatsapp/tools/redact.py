@@ -16,6 +16,7 @@ instance token) are replaced by "[redacted]" and the body serialized again; a bo
 JSON object has them redacted in its text.
 """
 
+import functools
 import ipaddress
 import json
 import re
@@ -57,6 +58,7 @@ HEADER_NAME_MAX_LENGTH = 64
 HEADER_VALUE_MAX_LENGTH = 512
 
 
+@functools.lru_cache(maxsize=1024)
 def is_logged_header(name, secret_headers=frozenset()):
     """True when the value of header ``name`` may be stored."""
     name = name.lower()
