@@ -44,8 +44,10 @@ class CrmLead(models.Model):
         moved = self.filtered(lambda lead: before[lead.id][0] and lead.stage_id != before[lead.id][0])
         qualified = self.browse()
         if moved:
+            # the stage new leads get (crm.lead._compute_stage_id): the first one not folded
             stages = self.env["crm.stage"].search(
-                ["|", ("team_id", "=", False), ("team_id", "in", moved.team_id.ids)], order="sequence, id"
+                ["|", ("team_id", "=", False), ("team_id", "in", moved.team_id.ids), ("fold", "=", False)],
+                order="sequence, id",
             )
             first = {}  # team id (0: no team) -> the first stage of its pipeline
             for team_id in {*moved.team_id.ids, 0}:

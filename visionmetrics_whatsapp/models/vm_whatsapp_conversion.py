@@ -40,6 +40,7 @@ CRON_BATCH = 50  # events per cron run (one transaction each)
 SEND_NOW_LIMIT = 200  # events per "Send now"
 ERROR_MAX_LENGTH = 2000
 CRON = "visionmetrics_whatsapp.ir_cron_send_conversions"
+SKIP_LOCKED = SQL("FOR UPDATE SKIP LOCKED")
 
 
 def retry_delay(attempt):
@@ -227,25 +228,35 @@ class VmWhatsappConversion(models.Model):
     @api.model
     def _claim(self, limit, ids=None):
         """Lock and return up to ``limit`` queued events: those due, or those of ``ids`` (due or
-        not). Events locked by another transaction are skipped; so is the claim when an event
-        changed since this transaction began (it was just sent elsewhere)."""
+        not). Events locked by another transaction are skipped, and so are those that changed
+        since this transaction began (just sent elsewhere: locking one of them fails)."""
         self.flush_model(["state", "next_attempt_at"])
         if ids is not None and not ids:
             return self.browse()
+        table = SQL.identifier(self._table)
         where = SQL("id IN %s", tuple(ids)) if ids is not None else SQL("next_attempt_at <= %s", fields.Datetime.now())
-        query = SQL(
-            "SELECT id FROM %s WHERE state = 'queued' AND %s ORDER BY next_attempt_at, id LIMIT %s"
-            " FOR UPDATE SKIP LOCKED",
-            SQL.identifier(self._table),
-            where,
-            limit,
-        )
+        order = SQL("ORDER BY next_attempt_at, id LIMIT %s", limit)
+        select = SQL("SELECT id FROM %s WHERE state = 'queued' AND %s %s", table, where, order)
+        claimed = self._lock(SQL("%s %s", select, SKIP_LOCKED))
+        if claimed is not None:
+            return claimed
+        # one of them was sent meanwhile: lock the others one by one
+        self.env.cr.execute(select)
+        claimed = self.browse()
+        for (conversion_id,) in self.env.cr.fetchall():
+            one = SQL("SELECT id FROM %s WHERE id = %s AND state = 'queued' %s", table, conversion_id, SKIP_LOCKED)
+            claimed |= self._lock(one) or self.browse()
+        return claimed
+
+    @api.model
+    def _lock(self, query):
+        """The rows ``query`` locks; None when one of them changed since this transaction began."""
         try:
             with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
                 self.env.cr.execute(query)
                 return self.browse([row[0] for row in self.env.cr.fetchall()])
         except pg_errors.SerializationFailure:
-            return self.browse()
+            return None
 
     def _send(self, clients):
         """Post this (claimed) event to Meta and record the outcome. ``clients`` caches the Graph

@@ -44,7 +44,9 @@ class TestConversions(MockedHttpMixin, WhatsAppCase):
         )
         cls.team = cls.env["crm.team"].create({"name": "CTWA team", "company_id": cls.company_a.id})
         Stage = cls.env["crm.stage"]
-        cls.stages = Stage.search(["|", ("team_id", "=", False), ("team_id", "=", cls.team.id)], order="sequence, id")
+        cls.stages = Stage.search(
+            ["|", ("team_id", "=", False), ("team_id", "=", cls.team.id), ("fold", "=", False)], order="sequence, id"
+        )
         cls.first_stage = cls.stages[0]
         cls.second_stage = cls.stages.filtered(lambda s: not s.is_won)[1]
         cls.third_stage = cls.stages.filtered(lambda s: not s.is_won)[2]
