@@ -37,7 +37,8 @@ MAX_ATTEMPTS = 10
 RETRY_BASE_DELAY = timedelta(minutes=1)  # then 2, 4, 8... minutes
 RETRY_MAX_DELAY = timedelta(hours=6)
 CRON_BATCH = 50  # events per cron run (one transaction each)
-SEND_NOW_LIMIT = 200  # events per "Send now"
+SEND_NOW_LIMIT = 50  # events per "Send now"
+CRON_TRANSIENT_STREAK = 3  # transient failures in a row that end a cron run (Meta is down)
 ERROR_MAX_LENGTH = 2000
 CRON = "visionmetrics_whatsapp.ir_cron_send_conversions"
 SKIP_LOCKED = SQL("FOR UPDATE SKIP LOCKED")
@@ -58,7 +59,9 @@ class VmWhatsappConversion(models.Model):
     integration_id = fields.Many2one(
         "vm.whatsapp.integration", required=True, index=True, readonly=True, ondelete="cascade", check_company=True
     )
-    lead_id = fields.Many2one("crm.lead", string="Lead", required=True, readonly=True, ondelete="cascade")
+    lead_id = fields.Many2one(
+        "crm.lead", string="Lead", required=True, readonly=True, ondelete="cascade", check_company=True
+    )
     conversation_id = fields.Many2one(
         "vm.whatsapp.conversation", readonly=True, index="btree_not_null", ondelete="set null", check_company=True
     )
@@ -210,15 +213,17 @@ class VmWhatsappConversion(models.Model):
     def _cron_send(self, limit=CRON_BATCH):
         """Send due events, one per transaction: claim one (skipping those another worker holds),
         post it, record Meta's answer, commit. A documented cron loop: each commit records a
-        send as soon as it is made, and releases only that event's lock."""
+        send as soon as it is made, and releases only that event's lock. A run ends after
+        CRON_TRANSIENT_STREAK transient failures in a row: the others wait for their retry."""
         clients = {}
-        done = 0
-        while done < limit:
+        done = streak = 0
+        while done < limit and streak < CRON_TRANSIENT_STREAK:
             conversion = self._claim(1)
             if not conversion:
                 break
             conversion._send(clients)
             done += 1
+            streak = streak + 1 if conversion.state == "queued" else 0  # queued again: a transient failure
             self.env.cr.commit()
         remaining = self.search_count(
             [("state", "=", "queued"), ("next_attempt_at", "<=", fields.Datetime.now())], limit=1

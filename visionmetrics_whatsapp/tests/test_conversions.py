@@ -270,6 +270,15 @@ class TestConversions(MockedHttpMixin, WhatsAppCase):
         self._send()
         self.assertEqual((conversion.state, conversion.attempt_count), ("failed", MAX_ATTEMPTS))
 
+    def test_a_cron_run_stops_when_meta_keeps_failing(self):
+        leads = self._lead(name="a") | self._lead(name="b") | self._lead(name="c") | self._lead(name="d")
+        leads.write({"stage_id": self.second_stage.id})
+        self.http.add("POST", f"{GRAPH}/{DATASET}/events", status=503, json={"error": {"message": "down"}})
+        self._send()
+        self.assertEqual(len(self.http.calls), 3, "3 transient failures in a row end the run")
+        states = self.env["vm.whatsapp.conversion"].search([("lead_id", "in", leads.ids)]).mapped("attempt_count")
+        self.assertEqual(sorted(states), [0, 1, 1, 1])
+
     def test_an_answer_without_events_received_is_not_sent(self):
         lead = self._lead()
         self.integration.meta_send_lead_submitted = False
