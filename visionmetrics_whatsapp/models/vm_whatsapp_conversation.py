@@ -39,6 +39,7 @@ class VmWhatsappConversation(models.Model):
         readonly=True,
     )
     vm_token = fields.Char("Token", index="btree_not_null", readonly=True)
+    ctwa_clid = fields.Char("Click ID (ctwa_clid)", readonly=True, index="btree_not_null")
     first_message_at = fields.Datetime(readonly=True)
     last_message_at = fields.Datetime(readonly=True, index=True)
     message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")

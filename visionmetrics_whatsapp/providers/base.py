@@ -62,6 +62,7 @@ CAPABILITIES = (
     "downloads_media",
     "sends_media",
     "simulates_messages",
+    "sends_conversions",
 )
 
 
@@ -101,6 +102,7 @@ class WhatsAppProvider:
     downloads_media = False  # download_media() fetches the file of an inbound message
     sends_media = False  # no adapter sends media yet: send_text() only
     simulates_messages = False  # build_message_payload() and sign() make test webhooks (sandbox)
+    sends_conversions = False  # conversion events go to Meta's Conversions API (graph_api())
 
     default_api_base_url = None
     timeout = 15  # seconds, for every HTTP call
@@ -237,6 +239,12 @@ class WhatsAppProvider:
     def send_text(self, to, text):
         """Send a text message; returns the provider message id."""
         raise NotImplementedError
+
+    def graph_api(self):
+        """``(root URL, version, access token or None)`` of Meta's Graph API for this number's
+        Conversions API calls (providers with ``sends_conversions``); None as the token when the
+        provider's credential is not a Graph API token."""
+        raise WhatsAppProviderError(f"{self.provider_name} does not send conversions to Meta.", provider=self.code)
 
     def download_media(self, media):
         """Fetch the file of an inbound message's media reference (``InboundMessage.media``).

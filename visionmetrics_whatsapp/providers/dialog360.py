@@ -11,6 +11,7 @@ from .base import AUTH_BY_HEADER
 from .cloud_api import CloudApiProvider
 from .events import SessionInfo
 from .exceptions import WhatsAppProviderError
+from .meta import GRAPH_API_URL, GRAPH_API_VERSION
 from .utils import as_dict, as_text
 
 WEBHOOK_AUTH_HEADER = "X-VM-Webhook-Secret"
@@ -29,9 +30,15 @@ class Dialog360Provider(CloudApiProvider):
     secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "d360-api-key"})
     default_api_base_url = "https://waba-v2.360dialog.io"
     messages_path = "/messages"
+    sends_conversions = True
 
     def _auth_headers(self):
         return {"D360-API-KEY": self.api_key} if self.api_key else {}
+
+    def graph_api(self):
+        """Meta's own Graph API: the D360-API-KEY is not a Graph token, so the integration's
+        Conversions API token is used (None here)."""
+        return GRAPH_API_URL, GRAPH_API_VERSION, None
 
     def _check_key(self):
         if not self.api_key:

@@ -8,6 +8,7 @@ is the integration's ``webhook_secret``. Payload parsing lives in :mod:`.cloud_a
 
 import hashlib
 import hmac
+import re
 
 from . import register
 from .base import AUTH_BY_SIGNATURE
@@ -32,9 +33,17 @@ class MetaProvider(CloudApiProvider):
     generates_webhook_secret = False  # the App Secret is copied from the Meta app dashboard
     graph_api_version = GRAPH_API_VERSION
     default_api_base_url = f"{GRAPH_API_URL}/{GRAPH_API_VERSION}"
+    sends_conversions = True
 
     def _auth_headers(self):
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def graph_api(self):
+        """The API URL, split into its root and version (the version of this adapter when the URL
+        names none), and the access token."""
+        match = re.match(r"^(.*?)/(v[0-9]+(?:\.[0-9]+)?)$", self.api_base_url)
+        root, version = (match.group(1), match.group(2)) if match else (self.api_base_url, self.graph_api_version)
+        return root, version, self.api_key
 
     def _phone_number_id(self, external_id=None):
         phone_number_id = external_id or self.external_id
