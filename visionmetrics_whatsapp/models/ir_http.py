@@ -26,6 +26,15 @@ class IrHttp(models.AbstractModel):
             httprequest.files = ImmutableMultiDict()
 
     @classmethod
+    def _serve_fallback(cls):
+        """A path that no route matched: Odoo looks for an attachment of that URL, and
+        PostgreSQL refuses a query holding a NUL byte (a 500 with a traceback in the log). No URL
+        holds one: such a path is simply not found (404)."""
+        if "\x00" in request.httprequest.path:
+            return None
+        return super()._serve_fallback()
+
+    @classmethod
     def _handle_error(cls, exception):
         """A webhook that fails for a reason we could not handle (the database after Odoo's own
         retries, a bug) answers 503 without details, so the provider delivers it again later;

@@ -184,6 +184,8 @@ class TestInboxIsolation(WhatsAppHttpCase):
                 self.assertEqual((log.state, log.repeat_count + 1), ("rejected", counted))
         for path in (
             "/vm_whatsapp/sandbox/%00/scan",
+            "/vm_whatsapp/sandbox/scan/%00",  # no route: Odoo's fallback looked the URL up
+            "/web/content/%00",
             "/vm_whatsapp/sandbox/%FF/scan",
             f"/vm_whatsapp/sandbox/{LONG}/scan",
         ):
