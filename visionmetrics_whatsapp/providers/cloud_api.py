@@ -143,6 +143,15 @@ class CloudApiProvider(WhatsAppProvider):
             recipient=as_text(status.get("recipient_id")) or as_text(status.get("recipient_user_id")),
         )
 
+    def _error_message(self, response):
+        """The Graph API error's message, and its ``error_data.details`` (what to do about it)."""
+        message = super()._error_message(response)
+        try:
+            details = as_text(as_dict(as_dict(as_dict(response.json()).get("error")).get("error_data")).get("details"))
+        except ValueError:
+            details = None
+        return f"{message} ({details[:300]})" if details and details not in message else message
+
     # ------------------------------------------------------------------ messages
 
     def send_text(self, to, text):
