@@ -91,7 +91,8 @@ def test_capabilities_match_what_the_class_implements(code):
     assert can["downloads_media"] == (cls.download_media is not WhatsAppProvider.download_media)
     assert can["uses_verify_token"] == (cls.handshake is not WhatsAppProvider.handshake)
     assert can["simulates_messages"] == all(hasattr(cls, name) for name in ("build_message_payload", "sign"))
-    assert not can["sends_media"], "no adapter sends media yet"
+    assert can["sends_media"] == (cls.send_media is not WhatsAppProvider.send_media)
+    assert cls.send_text is not WhatsAppProvider.send_text, "every provider sends text"
 
 
 def test_capabilities_of_known_providers():

@@ -276,7 +276,7 @@ def test_malformed_bodies_raise_payload_error(provider, body):
 
 WEBHOOK = {
     "url": HOOK,
-    "events": ["message", "message.ack", "session.status"],
+    "events": ["message.any", "message.ack", "session.status"],
     "hmac": {"key": "my-secret-key"},
     "retries": {"policy": "exponential", "delaySeconds": 2, "attempts": 15},
 }

@@ -9,5 +9,6 @@ from . import vm_whatsapp_inbox
 from . import vm_whatsapp_integration
 from . import vm_whatsapp_integration_conversions
 from . import vm_whatsapp_message
+from . import vm_whatsapp_outbox
 from . import vm_whatsapp_session
 from . import vm_whatsapp_webhook_log

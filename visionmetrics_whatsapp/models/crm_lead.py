@@ -59,13 +59,14 @@ class CrmLead(models.Model):
 
     @api.model
     def _vm_whatsapp_find_by_phones(self, wanted):
-        """For each (company, E.164 phones) of ``wanted``, the newest lead of the company with one
-        of those phones; else a new lead for the newest contact (partner) of the company with one
-        of them; else an empty recordset. A list in the order of ``wanted``; two queries."""
-        phones = list({phone for _company, company_phones in wanted for phone in company_phones})
+        """For each (company, E.164 phones[, integration]) of ``wanted``, the newest lead of the
+        company with one of those phones; else a new lead for the newest contact (partner) of the
+        company with one of them (with the integration's team and salesperson); else an empty
+        recordset. A list in the order of ``wanted``; two queries."""
+        phones = list({phone for _company, company_phones, *_rest in wanted for phone in company_phones})
         if not phones:
             return [self.browse()] * len(wanted)
-        companies = self.env["res.company"].union(*(company for company, _phones in wanted))
+        companies = self.env["res.company"].union(*(company for company, *_rest in wanted))
 
         def newest(records, company, company_phones):
             return next(
@@ -81,16 +82,18 @@ class CrmLead(models.Model):
             [("phone_sanitized", "in", phones), *self._vm_whatsapp_company_domain(companies)],
             order="create_date desc, id desc",
         )
-        found = [newest(leads, company, company_phones) or self.browse() for company, company_phones in wanted]
+        found = [newest(leads, company, company_phones) or self.browse() for company, company_phones, *_rest in wanted]
         missing = [i for i, lead in enumerate(found) if not lead and wanted[i][1]]
         if missing:
             partners = self.env["res.partner"].search(
                 [("phone_sanitized", "in", phones), ("company_id", "in", [*companies.ids, False])],
                 order="create_date desc, id desc",
             )
-            matched = [(i, newest(partners, *wanted[i])) for i in missing]
+            matched = [(i, newest(partners, *wanted[i][:2])) for i in missing]
             matched = [(i, partner) for i, partner in matched if partner]
-            contacts = [(wanted[i][0], partner.name, wanted[i][1][0], partner) for i, partner in matched]
+            contacts = [
+                (wanted[i][0], partner.name, wanted[i][1][0], partner, *wanted[i][2:]) for i, partner in matched
+            ]
             for (i, _partner), lead in zip(matched, self._vm_whatsapp_create_leads(contacts), strict=True):
                 found[i] = lead
         return found
@@ -103,13 +106,18 @@ class CrmLead(models.Model):
 
     @api.model
     def _vm_whatsapp_create_leads(self, contacts):
-        """New leads, with source WhatsApp, for (company, contact name, phone, partner or None)
-        tuples, in one create per company and team; contacts of one company sharing a phone get one lead. A list in
-        the order of ``contacts``."""
+        """New leads, with source WhatsApp, for (company, contact name, phone, partner or None[,
+        integration]) tuples, in one create per company and team; contacts of one company sharing
+        a phone get one lead. A list in the order of ``contacts``.
+
+        The integration's sales team and salesperson (``team_id``, ``user_id``) are the lead's.
+        With no salesperson, the lead is left unassigned, for CRM's rule-based assignment when it
+        is on (the assignment's scheduled action is then run soon)."""
         source = self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False)
         lead_type = "lead" if self._vm_whatsapp_leads_enabled() else "opportunity"
         keys, vals_by_key = [], {}
-        for i, (company, contact_name, phone, partner) in enumerate(contacts):
+        for i, (company, contact_name, phone, partner, *rest) in enumerate(contacts):
+            integration = rest[0] if rest else None
             key = (company.id, phone) if phone else i
             keys.append(key)
             if key in vals_by_key:
@@ -124,6 +132,7 @@ class CrmLead(models.Model):
                 "source_id": source.id if source else False,
                 "user_id": False,
                 "type": lead_type,
+                **self._vm_whatsapp_assignment_vals(integration),
             }
         # One create per company and team, with the team's first open stage as a default: crm
         # looks the stage up lead by lead otherwise, and a stage given in the values makes its
@@ -141,4 +150,33 @@ class CrmLead(models.Model):
                 .create([vals_by_key[key] for key in group_keys])
             )
             by_key.update(zip(group_keys, leads, strict=True))
+        if any(not vals["user_id"] for vals in vals_by_key.values()):
+            self._vm_whatsapp_trigger_assignment()
         return [by_key[key] for key in keys]
+
+    @api.model
+    def _vm_whatsapp_assignment_vals(self, integration):
+        """The team and salesperson a new lead of ``integration`` gets."""
+        if not integration:
+            return {}
+        vals = {"team_id": integration.team_id.id} if integration.team_id else {}
+        if integration.user_id:
+            vals["user_id"] = integration.user_id.id
+        return vals
+
+    @api.model
+    def _vm_whatsapp_trigger_assignment(self):
+        """Run CRM's lead assignment soon, when rule-based assignment runs automatically (its
+        scheduled action is active); in manual mode the sales manager assigns the leads."""
+        if not self.env["ir.config_parameter"].sudo().get_param("crm.lead.auto.assignment"):
+            return
+        cron = self.env.ref("crm.ir_cron_crm_lead_assign", raise_if_not_found=False)
+        if cron and cron.sudo().active:
+            cron._trigger()
+
+    def _merge_dependences(self, opportunities):
+        """Merging leads (also CRM's assignment merges duplicates) keeps their WhatsApp
+        conversations, on the lead that remains."""
+        result = super()._merge_dependences(opportunities)
+        opportunities.sudo().whatsapp_conversation_ids.write({"lead_id": self.id})
+        return result

@@ -1,12 +1,19 @@
 import logging
+import uuid
 from collections import defaultdict
+from datetime import timedelta
 
 from psycopg2.errors import UniqueViolation
 
 from odoo import api, fields, models
-from odoo.tools import mute_logger
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import format_datetime, mute_logger
 
+from .. import providers
+from ..tools.media import CAPTION_KINDS, CAPTION_MAX_LENGTH, DOCUMENT_MAX_SIZE, TEXT_MAX_LENGTH, media_kind
 from ..tools.phone import mask, to_e164, variants
+from ..tools.text import clean_text
+from . import access
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +51,10 @@ class VmWhatsappConversation(models.Model):
     last_message_at = fields.Datetime(readonly=True, index=True)
     message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")
     message_count = fields.Integer(compute="_compute_message_count")
+    can_send_free_text = fields.Boolean(
+        "Can Reply", compute="_compute_can_send_free_text", help="Whether a free-form reply can be sent now."
+    )
+    send_window_message = fields.Char("Why Replying Is Not Possible", compute="_compute_can_send_free_text")
 
     _sql_constraints = [
         (
@@ -63,6 +74,48 @@ class VmWhatsappConversation(models.Model):
         for conversation in self:
             conversation.message_count = counts.get(conversation, 0)
 
+    def _compute_can_send_free_text(self):
+        last_inbound = dict(
+            self.env["vm.whatsapp.message"]._read_group(
+                [("conversation_id", "in", self._origin.ids), ("direction", "=", "inbound")],
+                ["conversation_id"],
+                ["sent_at:max"],
+            )
+        )
+        now = fields.Datetime.now()
+        for conversation in self:
+            reason = conversation._reply_refusal(last_inbound.get(conversation._origin), now)
+            conversation.can_send_free_text = not reason
+            conversation.send_window_message = reason or False
+
+    def _reply_refusal(self, last_inbound_at, now):
+        """Why no free-form message can be sent in this conversation now (a sentence for the
+        user), or None: the integration is not connected, or the provider's customer service
+        window (Meta, 360dialog: 24 hours after the contact's last message) is closed."""
+        integration = self.integration_id
+        if not integration.active or integration.state != "connected":
+            return self.env._(
+                "The WhatsApp number %(name)s is not connected: a WhatsApp administrator must connect it "
+                "again (Settings > WhatsApp) before you can reply.",
+                name=integration.name,
+            )
+        provider_class = providers.PROVIDERS.get(integration.provider)
+        window = provider_class.free_text_window if provider_class else None
+        if not window:
+            return None
+        if not last_inbound_at:
+            return self.env._(
+                "The contact has not written to this number yet: WhatsApp only accepts template messages until they do."
+            )
+        if now - last_inbound_at > timedelta(seconds=window):
+            return self.env._(
+                "More than %(hours)s hours have passed since the contact's last message (%(when)s): WhatsApp "
+                "only accepts template messages now. You can reply freely again once the contact writes.",
+                hours=window // 3600,
+                when=format_datetime(self.env, last_inbound_at),
+            )
+        return None
+
     def _compute_display_name(self):
         for conversation in self:
             conversation.display_name = (
@@ -77,6 +130,116 @@ class VmWhatsappConversation(models.Model):
             "res_id": self.lead_id.id,
             "view_mode": "form",
         }
+
+    def action_send_message(self, body, attachment_ids=None):
+        """Queue a reply from the current user: ``body`` (text) and the files ``attachment_ids``
+        (ir.attachment ids). Each file is one message, the text its caption (of the first file
+        that takes one); a text that cannot be a caption is a message of its own, sent first.
+        The outbox sends them within seconds (vm.whatsapp.outbox). Returns the id of the first
+        new message (``pending``). Raises UserError when replying is not possible now (see
+        ``send_window_message``) or there is nothing to send."""
+        self.ensure_one()
+        self._check_can_reply()
+        text = (clean_text(body) if isinstance(body, str) else "").strip()
+        if len(text) > TEXT_MAX_LENGTH:
+            raise UserError(
+                self.env._(
+                    "The message is %(length)s characters long; WhatsApp accepts at most %(max)s.",
+                    length=len(text),
+                    max=TEXT_MAX_LENGTH,
+                )
+            )
+        files = self._reply_files(attachment_ids)
+        if not text and not files:
+            raise UserError(self.env._("Write a message or attach a file before sending."))
+        captioned = next((i for i, (_a, kind) in enumerate(files) if kind in CAPTION_KINDS), None)
+        if len(text) > CAPTION_MAX_LENGTH:
+            captioned = None
+        vals_list = []
+        if text and captioned is None:
+            vals_list.append(self._reply_vals(body=text))
+        for i, (attachment, kind) in enumerate(files):
+            vals_list.append(
+                self._reply_vals(body=text if i == captioned else False, message_type=kind, attachment=attachment)
+            )
+        # Users read messages only: created as superuser once checked, by the ORM (create_uid
+        # and author_id are the user's).
+        messages = self.env["vm.whatsapp.message"].sudo().create(vals_list)
+        self._attach_files(messages)
+        now = fields.Datetime.now()
+        self.sudo().write({"last_message_at": now, "first_message_at": self.first_message_at or now})
+        self.env["vm.whatsapp.outbox"]._wake_up()
+        return messages[:1].id
+
+    def _check_can_reply(self):
+        """Raise unless the current user may reply in this conversation now: they can read it
+        and its integration (so both belong to the companies they work in), and replying is
+        possible (``send_window_message``)."""
+        self.ensure_one()
+        if not (self.env.su or self.env.user.has_group("visionmetrics_whatsapp.group_whatsapp_user")):
+            raise AccessError(self.env._("Only WhatsApp users can reply to WhatsApp conversations."))
+        access.check_records(self, "read")
+        access.check_records(self.integration_id, "read")
+        if not self.can_send_free_text:
+            raise UserError(self.send_window_message)
+
+    def _reply_files(self, attachment_ids):
+        """[(attachment, media kind)] of the files to send, checked: they exist, the user may read
+        them, and WhatsApp accepts their size."""
+        if not attachment_ids:
+            return []
+        if isinstance(attachment_ids, int):
+            attachment_ids = [attachment_ids]
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids):
+            raise UserError(self.env._("The files to send are given by their ids."))
+        attachments = self.env["ir.attachment"].browse(list(dict.fromkeys(attachment_ids)))
+        if len(attachments.exists()) != len(attachments):
+            raise UserError(self.env._("A file to send no longer exists; attach it again."))
+        try:
+            attachments.check("read")
+        except AccessError:
+            raise AccessError(self.env._("You can only send files that you can open.")) from None
+        files = []
+        for attachment in attachments.sudo():
+            kind = media_kind(attachment.mimetype, attachment.file_size)
+            if kind is None:
+                raise UserError(
+                    self.env._(
+                        "%(name)s is too large: WhatsApp accepts files of at most %(max)s MB.",
+                        name=attachment.name,
+                        max=DOCUMENT_MAX_SIZE // (1024 * 1024),
+                    )
+                )
+            files.append((attachment, kind))
+        return files
+
+    def _reply_vals(self, body, message_type="text", attachment=None):
+        return {
+            "conversation_id": self.id,
+            "integration_id": self.integration_id.id,
+            "company_id": self.company_id.id,
+            # a local id until the provider gives its own (the outbox stores it)
+            "external_id": f"local:{uuid.uuid4().hex}",
+            "direction": "outbound",
+            "message_type": message_type,
+            "body": body,
+            "attachment_id": attachment.id if attachment else False,
+            "sent_at": fields.Datetime.now(),
+            "status": "pending",
+            "send_state": "queued",
+            "author_id": self.env.uid,
+        }
+
+    def _attach_files(self, messages):
+        """Each sent file belongs to its message from now on (its access follows the message's):
+        a file uploaded for the reply is moved, a file of another record is copied."""
+        for message in messages.filtered("attachment_id"):
+            attachment = message.attachment_id.sudo()
+            vals = {"res_model": message._name, "res_id": message.id, "company_id": message.company_id.id}
+            if not attachment.res_id or attachment.res_model in (False, self._name, "mail.compose.message"):
+                attachment.write(vals)
+            else:
+                message.attachment_id = attachment.copy(vals)
 
     # ------------------------------------------------------------------ inbox
 
@@ -208,7 +371,10 @@ class VmWhatsappConversation(models.Model):
         if not orphans:
             return
         leads = Lead._vm_whatsapp_find_by_phones(
-            [(conversation.company_id, variants(conversation.contact_phone)) for conversation in orphans]
+            [
+                (conversation.company_id, variants(conversation.contact_phone), conversation.integration_id)
+                for conversation in orphans
+            ]
         )
         unknown = []
         for conversation, lead in zip(orphans, leads, strict=True):
@@ -216,7 +382,7 @@ class VmWhatsappConversation(models.Model):
                 conversation._set_lead(lead, "phone")
             else:
                 unknown.append(conversation)
-        contacts = [(c.company_id, c.contact_name, c.contact_phone, None) for c in unknown]
+        contacts = [(c.company_id, c.contact_name, c.contact_phone, None, c.integration_id) for c in unknown]
         for conversation, lead in zip(unknown, Lead._vm_whatsapp_create_leads(contacts), strict=True):
             conversation._set_lead(lead, "anonymous")
 

@@ -111,6 +111,21 @@ class VmWhatsappIntegration(models.Model):
         "receiving never writes to the integration).",
     )
     last_error = fields.Text(readonly=True, copy=False)
+    # Given to the leads this number's conversations create (crm.lead._vm_whatsapp_create_leads).
+    team_id = fields.Many2one(
+        "crm.team",
+        "Sales Team",
+        check_company=True,
+        help="Sales team of the new leads of this number's conversations.",
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        "Salesperson",
+        check_company=True,
+        domain="[('share', '=', False)]",
+        help="Salesperson of the new leads of this number's conversations. Leave it empty to let the sales "
+        "team's assignment rules (CRM > Configuration > Settings > Rule-Based Assignment) choose one.",
+    )
     session_ids = fields.One2many("vm.whatsapp.session", "integration_id", string="Sessions")
     conversation_ids = fields.One2many("vm.whatsapp.conversation", "integration_id", string="Conversations")
     conversation_count = fields.Integer(compute="_compute_conversation_count")

@@ -8,7 +8,9 @@ from odoo.exceptions import UserError
 from odoo.tools import mute_logger
 
 from ..providers import WhatsAppProviderError, WhatsAppProviderRetryableError
+from ..tools.text import REASON_MAX_LENGTH, clean_text
 from ..tools.token import extract_token
+from . import access
 
 _logger = logging.getLogger(__name__)
 MEDIA_MAX_ATTEMPTS = 5
@@ -97,6 +99,19 @@ class VmWhatsappMessage(models.Model):
     )
     media_error = fields.Char(readonly=True)
     media_attempts = fields.Integer(readonly=True)
+    # Outbound messages (vm.whatsapp.outbox): who sent it, and the send queue's bookkeeping.
+    author_id = fields.Many2one("res.users", readonly=True)
+    failure_reason = fields.Char(readonly=True)
+    send_state = fields.Selection(
+        [("queued", "Queued"), ("sending", "Sending")],
+        readonly=True,
+        copy=False,
+        index="btree_not_null",  # only messages still in the queue have one
+        help="Queued: waits for the outbox (next attempt at the given time). Sending: handed to the provider.",
+    )
+    attempt_count = fields.Integer("Send Attempts", readonly=True, copy=False)
+    next_attempt_at = fields.Datetime("Next Attempt", readonly=True, copy=False)
+    sending_started_at = fields.Datetime(readonly=True, copy=False)
 
     _sql_constraints = [
         (
@@ -217,7 +232,32 @@ class VmWhatsappMessage(models.Model):
             if self._STATUS_RANK.get(status, -1) > self._STATUS_RANK.get(message.status, 0):
                 message.status = status
             if status == "failed" and error:
-                message.status_error = error
+                message.write({"status_error": error, "failure_reason": clean_text(error, REASON_MAX_LENGTH)})
+
+    # ------------------------------------------------------------------ actions
+
+    def action_retry(self):
+        """Queue failed outbound messages again (the user chooses to: a message whose outcome
+        was unknown may then reach the contact twice). Same rights as replying."""
+        if not self:
+            return True
+        if self.filtered(lambda m: m.direction != "outbound" or m.status != "failed"):
+            raise UserError(self.env._("Only failed outbound messages can be sent again."))
+        access.check_records(self, "read")
+        for conversation in self.conversation_id:
+            conversation._check_can_reply()
+        self.sudo().write(
+            {
+                "status": "pending",
+                "send_state": "queued",
+                "attempt_count": 0,
+                "next_attempt_at": False,
+                "failure_reason": False,
+                "status_error": False,
+            }
+        )
+        self.env["vm.whatsapp.outbox"]._wake_up()
+        return True
 
     @api.model
     def _cron_download_media(self, limit=50):

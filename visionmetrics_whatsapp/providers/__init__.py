@@ -16,12 +16,14 @@ from .base import (
     SIGNATURE_MISSING,
     SIGNATURE_VALID,
     WEBHOOK_AUTHS,
+    OutboundMedia,
     WhatsAppProvider,
 )
 from .events import EVENT_KINDS
 from .exceptions import (
     WebhookPayloadError,
     WhatsAppProviderError,
+    WhatsAppProviderOutcomeUnknownError,
     WhatsAppProviderRetryableError,
     WhatsAppSessionNotFoundError,
 )
@@ -29,12 +31,14 @@ from .exceptions import (
 __all__ = [
     "CAPABILITIES",
     "PROVIDERS",
+    "OutboundMedia",
     "SIGNATURE_INVALID",
     "SIGNATURE_MISSING",
     "SIGNATURE_VALID",
     "WebhookPayloadError",
     "WhatsAppProvider",
     "WhatsAppProviderError",
+    "WhatsAppProviderOutcomeUnknownError",
     "WhatsAppProviderRetryableError",
     "WhatsAppSessionNotFoundError",
     "get_provider_class",

@@ -8,17 +8,25 @@ headers and maps failures to :mod:`.exceptions`. Webhook bodies reach the addon 
 calls ``parse_webhook()``.
 """
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..tools.text import clean_text
-from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppProviderRetryableError
+from .exceptions import (
+    WebhookPayloadError,
+    WhatsAppProviderError,
+    WhatsAppProviderOutcomeUnknownError,
+    WhatsAppProviderRetryableError,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -66,6 +74,36 @@ CAPABILITIES = (
 )
 
 
+# What a provider can send as media (``OutboundMedia.kind``).
+MEDIA_KINDS = ("image", "video", "audio", "document")
+
+
+@dataclass
+class OutboundMedia:
+    """A file to send: ``kind`` one of MEDIA_KINDS (the addon chooses it from the mimetype and
+    size, tools/media.py), its bytes, or a public ``url`` the provider fetches instead."""
+
+    kind: str
+    mimetype: str
+    filename: str
+    content: bytes | None = None
+    url: str | None = None
+
+    def base64(self):
+        return base64.b64encode(self.content or b"").decode("ascii")
+
+    def data_url(self):
+        return f"data:{self.mimetype};base64,{self.base64()}"
+
+
+def _never_sent(error):
+    """True when a requests ConnectionError happened before the request left: the connection
+    could not be opened (refused, name not resolved, connect time-out)."""
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(error, requests.ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
 class WhatsAppProvider:
     """Base class. A provider is described once, by the class attributes below, and registered
     with ``@register`` (providers/__init__.py): the integration's provider selection, the fields
@@ -100,10 +138,13 @@ class WhatsAppProvider:
     registers_webhook = False  # connecting registers our webhook URL with the provider
     polls_status = True  # False when session state only arrives by webhook (sandbox)
     downloads_media = False  # download_media() fetches the file of an inbound message
-    sends_media = False  # no adapter sends media yet: send_text() only
+    sends_media = False  # send_media() sends images, videos, audio and documents
     simulates_messages = False  # build_message_payload() and sign() make test webhooks (sandbox)
     sends_conversions = False  # conversion events go to Meta's Conversions API (graph_api())
 
+    # Seconds after the contact's last message during which free-form messages may be sent
+    # (the Cloud API's customer service window); None: no such limit.
+    free_text_window = None
     default_api_base_url = None
     timeout = 15  # seconds, for every HTTP call
     get_retries = 2  # extra attempts for idempotent GETs on a retryable failure
@@ -236,6 +277,19 @@ class WhatsAppProvider:
 
     # ------------------------------------------------------------------ messages
 
+    def send_message(self, to, text="", media=None):
+        """Send a text, or a file (:class:`OutboundMedia`) with ``text`` as its caption, to the
+        contact ``to`` (a conversation's ``contact_identity``); returns the provider message id.
+        Raises :class:`.exceptions.WhatsAppProviderError`: its subclass
+        ``WhatsAppProviderRetryableError`` when the provider said it did not take the message
+        and may later (time-out before connecting, 5xx, 429), and
+        ``WhatsAppProviderOutcomeUnknownError`` when the message may have been sent."""
+        if media is not None:
+            if not self.sends_media:
+                raise WhatsAppProviderError(f"{self.provider_name} cannot send files.", provider=self.code)
+            return self.send_media(to, media, caption=text or None)
+        return self.send_text(to, text)
+
     def send_text(self, to, text):
         """Send a text message; returns the provider message id."""
         raise NotImplementedError
@@ -245,6 +299,17 @@ class WhatsAppProvider:
         Conversions API calls (providers with ``sends_conversions``); None as the token when the
         provider's credential is not a Graph API token."""
         raise WhatsAppProviderError(f"{self.provider_name} does not send conversions to Meta.", provider=self.code)
+
+    def send_media(self, to, media, caption=None):
+        """Send an :class:`OutboundMedia`; returns the provider message id."""
+        raise NotImplementedError
+
+    def _check_answer_id(self, message_id):
+        """``message_id``, or a WhatsAppProviderError when the provider accepted a message
+        without saying which id it got (the outcome cannot be followed)."""
+        if not message_id:
+            raise WhatsAppProviderError(f"{self.provider_name} did not return a message id.", provider=self.code)
+        return message_id
 
     def download_media(self, media):
         """Fetch the file of an inbound message's media reference (``InboundMessage.media``).
@@ -332,14 +397,15 @@ class WhatsAppProvider:
                     value = data[key]
                     if isinstance(value, dict) and value.get("message"):
                         value = value["message"]
-                    if isinstance(value, list):  # Evolution: {"response": {"message": ["..."]}}
-                        value = "; ".join(str(v) for v in value)
+                    if isinstance(value, list):  # Evolution: {"response": {"message": ["..."] or [["..."]]}}
+                        value = "; ".join(_flatten(value))
                     return str(value)[:300]
         return str(data)[:300]
 
-    def _request(self, method, path, json_body=None, params=None, headers=None, raw=False):
+    def _request(self, method, path, json_body=None, params=None, headers=None, raw=False, data=None, files=None):
         """The one way adapters talk HTTP. Returns the decoded JSON (or the response itself with
-        ``raw=True``). Idempotent GETs are retried on retryable failures."""
+        ``raw=True``). ``data`` and ``files`` send a multipart form instead of ``json_body``.
+        Idempotent GETs are retried on retryable failures."""
         absolute = path.startswith(("https://", "http://"))
         if not self.api_base_url and not absolute:
             raise WhatsAppProviderError(f"{self.provider_name}: the API URL is not set.", provider=self.code)
@@ -348,7 +414,7 @@ class WhatsAppProvider:
         attempts = 1 + (self.get_retries if method.upper() == "GET" else 0)
         for attempt in range(1, attempts + 1):
             try:
-                return self._request_once(method, url, json_body, params, all_headers, raw)
+                return self._request_once(method, url, json_body, params, all_headers, raw, data, files)
             except WhatsAppProviderRetryableError:
                 if attempt == attempts:
                     raise
@@ -356,19 +422,25 @@ class WhatsAppProvider:
                 _logger.info("%s: retrying %s %s (attempt %s)", self.code, method, shown, attempt + 1)
         raise AssertionError("unreachable")
 
-    def _request_once(self, method, url, json_body, params, headers, raw):
+    def _request_once(self, method, url, json_body, params, headers, raw, data=None, files=None):
         name = self.provider_name
+        extra = {"data": data, "files": files} if files or data else {}
         try:
             response = self.http.request(
-                method, url, json=json_body, params=params, headers=headers, timeout=self.timeout
+                method, url, json=json_body, params=params, headers=headers, timeout=self.timeout, **extra
             )
-        except requests.Timeout:
-            raise WhatsAppProviderRetryableError(
-                f"{name} did not answer within {self.timeout} seconds.", provider=self.code
+        except requests.ConnectionError as e:
+            if _never_sent(e):
+                raise WhatsAppProviderRetryableError(
+                    f"Cannot reach {name} at {self.api_base_url}.", provider=self.code
+                ) from None
+            raise WhatsAppProviderOutcomeUnknownError(
+                f"Cannot reach {name} at {self.api_base_url}: the connection was lost after the request was sent.",
+                provider=self.code,
             ) from None
-        except requests.ConnectionError:
-            raise WhatsAppProviderRetryableError(
-                f"Cannot reach {name} at {self.api_base_url}.", provider=self.code
+        except requests.Timeout:  # a read time-out: the request was sent
+            raise WhatsAppProviderOutcomeUnknownError(
+                f"{name} did not answer within {self.timeout} seconds.", provider=self.code
             ) from None
         except requests.RequestException as e:
             raise WhatsAppProviderError(f"{name} request failed: {type(e).__name__}", provider=self.code) from None
@@ -395,3 +467,12 @@ class WhatsAppProvider:
                 status_code=response.status_code,
                 provider=self.code,
             ) from None
+
+
+def _flatten(values):
+    """The strings of a nested list, in order."""
+    for value in values:
+        if isinstance(value, list):
+            yield from _flatten(value)
+        else:
+            yield str(value)

@@ -43,7 +43,10 @@ class CloudApiProvider(WhatsAppProvider):
         "played": "read",
         "failed": "failed",
     }
-    messages_path = "/messages"  # where send_text posts (Meta prefixes the phone number id)
+    messages_path = "/messages"  # where messages are posted (Meta prefixes the phone number id)
+    media_path = "/media"  # where media are uploaded (Meta prefixes the phone number id)
+    sends_media = True
+    free_text_window = 24 * 3600  # the customer service window
 
     # ------------------------------------------------------------------ webhooks
 
@@ -140,10 +143,42 @@ class CloudApiProvider(WhatsAppProvider):
             recipient=as_text(status.get("recipient_id")) or as_text(status.get("recipient_user_id")),
         )
 
+    def _error_message(self, response):
+        """The Graph API error's message, and its ``error_data.details`` (what to do about it)."""
+        message = super()._error_message(response)
+        try:
+            details = as_text(as_dict(as_dict(as_dict(response.json()).get("error")).get("error_data")).get("details"))
+        except ValueError:
+            details = None
+        return f"{message} ({details[:300]})" if details and details not in message else message
+
     # ------------------------------------------------------------------ messages
 
     def send_text(self, to, text):
         """Send a text; ``to`` is a phone (digits or E.164) or a wa_id. Returns the wamid."""
+        return self._send(to, "text", {"body": text, "preview_url": False})
+
+    def send_media(self, to, media, caption=None):
+        """Send a file by its public ``url`` (``link``) or, with its bytes, uploaded first
+        (``POST /media``, then the media ``id``). Audio takes no caption."""
+        reference = {"link": media.url} if media.url else {"id": self.upload_media(media)}
+        if caption and media.kind != "audio":
+            reference["caption"] = caption
+        if media.kind == "document" and media.filename:
+            reference["filename"] = media.filename
+        return self._send(to, media.kind, reference)
+
+    def upload_media(self, media):
+        """Upload a file (multipart form); returns the media id to send it with."""
+        files = {"file": (media.filename, media.content or b"", media.mimetype)}
+        form = {"messaging_product": "whatsapp", "type": media.mimetype}
+        data = as_dict(self._request("POST", self.media_path, data=form, files=files))
+        media_id = as_text(data.get("id"))
+        if not media_id:
+            raise WhatsAppProviderError(f"{self.provider_name} did not return a media id.", provider=self.code)
+        return media_id
+
+    def _send(self, to, kind, content):
         number = digits_to_e164(to)
         if number is None:
             raise WhatsAppProviderError(f"{self.provider_name}: cannot send to {to!r}.", provider=self.code)
@@ -151,14 +186,13 @@ class CloudApiProvider(WhatsAppProvider):
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": number[1:],
-            "type": "text",
-            "text": {"body": text, "preview_url": False},
+            "type": kind,
+            kind: content,
         }
         data = self._request("POST", self.messages_path, json_body=body)
-        message_id = as_text(as_dict(next(iter(as_list(as_dict(data).get("messages"))), None)).get("id"))
-        if not message_id:
-            raise WhatsAppProviderError(f"{self.provider_name} did not return a message id.", provider=self.code)
-        return message_id
+        return self._check_answer_id(
+            as_text(as_dict(next(iter(as_list(as_dict(data).get("messages"))), None)).get("id"))
+        )
 
     def download_media(self, media):
         """Cloud API media: ``GET /{media id}`` gives a short-lived URL, fetched with our

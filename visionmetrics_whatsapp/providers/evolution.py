@@ -75,6 +75,9 @@ STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYE
 FINAL_CLOSE_CODES = (401, 402, 403, 406)
 # the 404 of an unknown instance: 'The "x" instance does not exist' (fetchInstances: 'Instance "x" not found')
 UNKNOWN_INSTANCE_RE = re.compile(r'"(?P<name>[^"]*)" instance does not exist|Instance "(?P<other>[^"]*)" not found')
+# The 500 of a send while the instance has no WhatsApp socket (never connected, or logged out):
+# "Cannot read properties of undefined (reading 'onWhatsApp')" (2.3.6). Retrying cannot help.
+NO_SOCKET_RE = re.compile(r"Cannot read properties of undefined")
 
 
 @register
@@ -88,6 +91,7 @@ class EvolutionProvider(WhatsAppProvider):
     uses_pairing_code = True
     registers_webhook = True  # with the instance, or /webhook/set
     downloads_media = True
+    sends_media = True
     # Our webhook secret; the API key, should a proxy or a header setting pass it on; and the
     # instance token Evolution puts in every webhook body (``apikey``, null unless it exposes it).
     secret_headers = frozenset({WEBHOOK_AUTH_HEADER.lower(), "apikey"})
@@ -123,12 +127,21 @@ class EvolutionProvider(WhatsAppProvider):
         return template.format(quote(name, safe=""))
 
     def _request(self, method, path, **kwargs):
-        """Evolution's 404 for an unknown instance becomes a WhatsAppSessionNotFoundError."""
+        """Evolution's 404 for an unknown instance becomes a WhatsAppSessionNotFoundError; its
+        500 for a message sent while the instance is not connected, a (final) WhatsAppProviderError
+        that says so."""
         try:
             return super()._request(method, path, **kwargs)
         except WhatsAppSessionNotFoundError:
             raise
         except WhatsAppProviderError as e:
+            if e.status_code == 500 and path.startswith("/message/") and NO_SOCKET_RE.search(e.message):
+                raise WhatsAppProviderError(
+                    "Evolution API: the instance is not connected to WhatsApp, so nothing was sent. "
+                    "Connect the number again (scan the QR code), then retry.",
+                    status_code=500,
+                    provider=self.code,
+                ) from None
             match = e.status_code == 404 and UNKNOWN_INSTANCE_RE.search(e.message)
             if not match:
                 raise
@@ -282,15 +295,36 @@ class EvolutionProvider(WhatsAppProvider):
 
     def send_text(self, to, text):
         """POST /message/sendText/{instance}; ``to`` is a phone (digits or E.164) or a JID."""
+        return self._send("/message/sendText/{}", {"number": self._number(to), "text": text})
+
+    def send_media(self, to, media, caption=None):
+        """POST /message/sendMedia/{instance} (``mediatype`` image, video or document, the file
+        as base64 or a URL); audio goes to /message/sendWhatsAppAudio/{instance} (a voice note,
+        no caption)."""
+        number, file = self._number(to), media.url or media.base64()
+        if media.kind == "audio":
+            return self._send("/message/sendWhatsAppAudio/{}", {"number": number, "audio": file})
+        body = {
+            "number": number,
+            "mediatype": media.kind,
+            "mimetype": media.mimetype,
+            "media": file,
+            "fileName": media.filename,
+        }
+        if caption:
+            body["caption"] = caption
+        return self._send("/message/sendMedia/{}", body)
+
+    def _number(self, to):
         number = to if "@" in (to or "") else (digits_to_e164(to) or "")[1:]
         if not number:
             raise WhatsAppProviderError(f"Evolution API: cannot send to {to!r}.", provider=self.code)
-        path = self._path("/message/sendText/{}", self._name())
-        data = self._request("POST", path, json_body={"number": number, "text": text})
-        message_id = as_text(as_dict(as_dict(data).get("key")).get("id"))
-        if not message_id:
-            raise WhatsAppProviderError("Evolution API did not return a message id.", provider=self.code)
-        return message_id
+        return number
+
+    def _send(self, template, body):
+        data = as_dict(self._request("POST", self._path(template, self._name()), json_body=body))
+        self._raise_for_error_body(data)
+        return self._check_answer_id(as_text(as_dict(data.get("key")).get("id")))
 
     def download_media(self, media):
         """Evolution gives no usable file URL (unless it stores media on S3): ask it to decrypt

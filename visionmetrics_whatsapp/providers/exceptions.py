@@ -26,5 +26,11 @@ class WhatsAppProviderRetryableError(WhatsAppProviderError):
     """A transient failure (timeout, connection refused, 5xx, 429): try again later."""
 
 
+class WhatsAppProviderOutcomeUnknownError(WhatsAppProviderRetryableError):
+    """The request may have reached the provider, but no answer came back (read time-out, the
+    connection lost after the request was sent): a message may or may not have been sent, so it
+    must not be sent again blindly. Idempotent reads may still be retried."""
+
+
 class WebhookPayloadError(ValueError):
     """A webhook body that cannot be understood (not JSON, wrong shape)."""

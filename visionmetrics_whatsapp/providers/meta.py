@@ -57,6 +57,10 @@ class MetaProvider(CloudApiProvider):
     def messages_path(self):
         return f"/{self._phone_number_id()}/messages"
 
+    @property
+    def media_path(self):
+        return f"/{self._phone_number_id()}/media"
+
     # ------------------------------------------------------------------ sessions
 
     def _phone_number_info(self, phone_number_id):

@@ -36,7 +36,8 @@ from .utils import (
 )
 
 SIGNATURE_HEADER = "X-Webhook-Hmac"
-WEBHOOK_EVENTS = ["message", "message.ack", "session.status"]
+# message.any: the contact's messages and those sent from the business's phone (fromMe)
+WEBHOOK_EVENTS = ["message.any", "message.ack", "session.status"]
 ACK_NAMES = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
 # WEBJS ``_data.type`` -> our message type, for messages without downloaded media
 DATA_TYPES = {
@@ -65,6 +66,7 @@ class WahaProvider(WhatsAppProvider):
     uses_pairing_code = True
     registers_webhook = True  # in the session's config
     downloads_media = True
+    sends_media = True
     default_session = "default"
     replay_window = 300  # seconds a signed request may be old (or ahead of our clock)
     clock_skew = 5  # seconds of clock difference tolerated on top
@@ -171,17 +173,33 @@ class WahaProvider(WhatsAppProvider):
 
     def send_text(self, to, text):
         """POST /api/sendText; ``to`` is a phone (digits or E.164) or a chat id."""
+        return self._send("/api/sendText", {"chatId": self._chat_id(to), "text": text})
+
+    def send_media(self, to, media, caption=None):
+        """POST /api/sendImage for an image, /api/sendFile for anything else; the file by URL
+        or as base64 ``data``."""
+        file = {"mimetype": media.mimetype, "filename": media.filename}
+        file.update({"url": media.url} if media.url else {"data": media.base64()})
+        body = {"chatId": self._chat_id(to), "file": file}
+        if caption and media.kind != "audio":
+            body["caption"] = caption
+        return self._send("/api/sendImage" if media.kind == "image" else "/api/sendFile", body)
+
+    def _chat_id(self, to):
         chat_id = to if "@" in (to or "") else ((digits_to_e164(to) or "")[1:] + "@c.us")
         if chat_id == "@c.us":
             raise WhatsAppProviderError(f"WAHA: cannot send to {to!r}.", provider=self.code)
-        body = {"session": self.external_id or self.default_session, "chatId": chat_id, "text": text}
-        data = as_dict(self._request("POST", "/api/sendText", json_body=body))
+        return chat_id
+
+    def _send(self, path, body):
+        data = as_dict(self._request("POST", path, json_body={"session": self._session_name(), **body}))
         raw_id = data.get("id")
         message_id = as_text(as_dict(raw_id).get("_serialized")) or as_text(raw_id)  # WEBJS: {"_serialized"}
         message_id = message_id or as_text(as_dict(data.get("key")).get("id"))  # NOWEB
-        if not message_id:
-            raise WhatsAppProviderError("WAHA did not return a message id.", provider=self.code)
-        return message_id
+        return self._check_answer_id(message_id)
+
+    def _session_name(self):
+        return self.external_id or self.default_session
 
     # ------------------------------------------------------------------ webhooks
 

@@ -61,6 +61,7 @@ class ZapiProvider(WhatsAppProvider):
     requires_external_id = True
     registers_webhook = True
     downloads_media = True
+    sends_media = True
     default_api_base_url = "https://api.z-api.io"
 
     MESSAGE_STATUSES: ClassVar[dict] = {
@@ -162,17 +163,32 @@ class ZapiProvider(WhatsAppProvider):
 
     def send_text(self, to, text):
         """POST /send-text; ``to`` is a phone (digits or E.164) or a chat id (``@lid``, group)."""
+        return self._send("send-text", {"phone": self._phone(to), "message": text})
+
+    def send_media(self, to, media, caption=None):
+        """POST /send-image for an image, /send-document/{extension} for anything else; the
+        file by URL or as a base64 data URL."""
+        file = media.url or media.data_url()
+        body = {"phone": self._phone(to)}
+        if caption and media.kind != "audio":
+            body["caption"] = caption
+        if media.kind == "image":
+            return self._send("send-image", {**body, "image": file})
+        extension = _extension(media)
+        return self._send(
+            f"send-document/{quote(extension, safe='')}", {**body, "document": file, "fileName": media.filename}
+        )
+
+    def _phone(self, to):
         to = to or ""
         number = to if "@" in to or to.endswith("-group") else (digits_to_e164(to) or "")[1:]
         if not number:
             raise WhatsAppProviderError(f"Z-API: cannot send to {to!r}.", provider=self.code)
-        data = as_dict(
-            self._request("POST", self._instance_path("send-text"), json_body={"phone": number, "message": text})
-        )
-        message_id = as_text(data.get("messageId")) or as_text(data.get("id"))
-        if not message_id:
-            raise WhatsAppProviderError("Z-API did not return a message id.", provider=self.code)
-        return message_id
+        return number
+
+    def _send(self, method, body):
+        data = as_dict(self._request("POST", self._instance_path(method), json_body=body))
+        return self._check_answer_id(as_text(data.get("messageId")) or as_text(data.get("id")))
 
     def download_media(self, media):
         """Z-API media URLs are files on its storage, readable without credentials for 30 days:
@@ -274,3 +290,12 @@ def _content(payload):
 
 def _str(value):
     return value if isinstance(value, str) else ""
+
+
+def _extension(media):
+    """The file extension Z-API's send-document wants in its path: the file name's, else the
+    mimetype's subtype (``application/pdf`` -> ``pdf``)."""
+    name_ext = media.filename.rpartition(".")[2] if "." in (media.filename or "") else ""
+    extension = name_ext or (media.mimetype or "").partition("/")[2].partition(";")[0]
+    extension = "".join(ch for ch in extension.lower() if ch.isalnum())[:10]
+    return extension or "bin"
