@@ -26,3 +26,8 @@ lint: test-deps
 ## make i18n: export the .pot from a fresh database, merge pt_BR.po, list what is left to translate
 i18n: test-deps
 	$(PYTHON) scripts/update_i18n.py
+
+## make screenshots: PNGs of the screens listed in scripts/screenshots.py, from the demo database
+## (the server at http://localhost:8069, or one started for the run), into static/description/
+screenshots: deps
+	$(PYTHON) scripts/screenshots.py
