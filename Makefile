@@ -1,7 +1,7 @@
 # The two commands of README.rst. Database settings: PGHOST, PGPORT, PGUSER, PGPASSWORD.
 PYTHON ?= python3
 
-.PHONY: demo test deps test-deps lint
+.PHONY: demo test deps test-deps lint i18n screenshots
 
 deps:
 	$(PYTHON) -m pip install --quiet -r requirements.txt
@@ -19,6 +19,15 @@ demo: deps
 test: test-deps
 	$(PYTHON) tests/run_suites.py
 
-lint:
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
+## make lint: ruff (lint and format) and pylint-odoo on every file, through pre-commit
+lint: test-deps
+	$(PYTHON) -m pre_commit run --all-files --show-diff-on-failure
+
+## make i18n: export the .pot from a fresh database, merge pt_BR.po, list what is left to translate
+i18n: test-deps
+	$(PYTHON) scripts/update_i18n.py
+
+## make screenshots: PNGs of the screens listed in scripts/screenshots.py, from the demo database
+## (the server at http://localhost:8069, or one started for the run), into static/description/
+screenshots: deps
+	$(PYTHON) scripts/screenshots.py

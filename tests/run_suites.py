@@ -2,8 +2,9 @@
 
 1. The tests that need no Odoo (pytest, this folder except e2e/).
 2. When Odoo 18 is importable (or ODOO_SRC points at an Odoo 18.0 tree): install the addon on a
-   fresh database and run its Odoo tests (odoo-bin --test-enable), then the end-to-end tests in
-   tests/e2e against a real Odoo server on that database.
+   fresh database and run its Odoo tests with pytest-odoo (visionmetrics_whatsapp/tests, HttpCase
+   classes included: --odoo-http serves them from a thread of the pytest process), then the
+   end-to-end tests in tests/e2e against a real Odoo server on that database.
 3. When EVOLUTION_API_URL and EVOLUTION_API_KEY name a real Evolution API server (and its global
    key): the gateway contract tests in tests/gateway, against a real Odoo server on the same
    database. Otherwise they are not collected at all, and one line of the summary says why.
@@ -23,8 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import odoo_env  # noqa: E402
 
 ROOT = odoo_env.ROOT
-RESULT_RE = re.compile(r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database")
 LOG_ERROR_RE = re.compile(r"^\S+ \S+ \d+ (ERROR|CRITICAL) ")
+# pytest imports the test modules (and so Odoo's test framework) before pytest-odoo turns Odoo's
+# test mode on, and odoo.tests.common logs this ERROR when imported outside test mode. It cannot be
+# imported earlier in test mode: that mode on while the registry loads runs every installed
+# module's at_install tests.
+KNOWN_PYTEST_ODOO_ERROR = " ERROR ? odoo.tests.common: Importing test framework, avoid importing from business modules"
 GATEWAY_SETTINGS = ("EVOLUTION_API_URL", "EVOLUTION_API_KEY")
 
 
@@ -45,18 +50,25 @@ def run_pytest(tally, name, args, env=None):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args]
     print(f"\n=== {name}: {' '.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    # One count per test (a test method, a parametrized case), like Odoo's runner: the suite's
+    # "tests" attribute also counts each subTest of a test.
+    passed = failed = skipped = 0
     try:
-        suite = ET.parse(junit).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-        total, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-    except (ET.ParseError, AttributeError, FileNotFoundError):
-        total = failures = errors = skipped = 0
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            outcomes = {child.tag for child in case}
+            if outcomes & {"failure", "error"}:
+                failed += 1
+            elif "skipped" in outcomes:
+                skipped += 1
+            else:
+                passed += 1
+    except (ET.ParseError, FileNotFoundError):
+        pass
     finally:
         junit.unlink(missing_ok=True)
-    failed = failures + errors
     if proc.returncode not in (0, 5) and not failed:
         failed = 1  # pytest itself failed (collection error, crash)
-    tally.add(name, total - failed - skipped, failed, skipped)
+    tally.add(name, passed, failed, skipped)
 
 
 def run_odoo_suite(tally, odoo_cmd, odoo_addons, workdir):
@@ -67,43 +79,41 @@ def run_odoo_suite(tally, odoo_cmd, odoo_addons, workdir):
     conf = odoo_env.write_config(
         Path(workdir) / "odoo-test.conf", params, odoo_addons, odoo_env.free_port(), odoo_env.new_key(), dbname
     )
-    log_path = Path(workdir) / "odoo-test.log"
-    cmd = [
+    install_log, test_log = Path(workdir) / "odoo-install.log", Path(workdir) / "odoo-test.log"
+    install = [
         *odoo_cmd,
-        "-c",
-        str(conf),
-        "-d",
-        dbname,
-        "-i",
-        odoo_env.ADDON,
-        "--without-demo=all",
-        "--test-enable",
-        f"--test-tags=/{odoo_env.ADDON}",
-        "--stop-after-init",
-        "--log-level=info",
-        f"--logfile={log_path}",
+        *("-c", str(conf), "-d", dbname, "-i", odoo_env.ADDON, "--without-demo=all", "--stop-after-init"),
+        *("--log-level=info", f"--logfile={install_log}"),
     ]
     print(f"\n=== Odoo tests: installing {odoo_env.ADDON} on fresh database {dbname!r}", flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, env=odoo_env.odoo_env(), check=False)
-    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    error_lines = [line for line in log.splitlines() if LOG_ERROR_RE.match(line)]
-    for line in log.splitlines():
-        if " odoo.addons.visionmetrics_whatsapp" in line and (" FAIL" in line or " ERROR" in line):
-            print(line)
-    match = RESULT_RE.findall(log)
-    if match:
-        failed, errors, total = (int(x) for x in match[-1])
-        tally.add("Odoo tests", total - failed - errors, failed + errors)
-    else:
+    proc = subprocess.run(install, cwd=ROOT, env=odoo_env.odoo_env(), check=False)
+    if proc.returncode:
+        print(f"odoo exited with status {proc.returncode} while installing the addon; the end of its log:")
+        print("\n".join(read_log(install_log).splitlines()[-40:]))
         tally.add("Odoo tests", 0, 1)
-        print("No Odoo test result line found; the end of the log:")
-        print("\n".join(log.splitlines()[-40:]))
+    else:
+        # pytest-odoo: the registry of that database in this pytest process, an HTTP server thread
+        # for the HttpCase classes (--odoo-http), Odoo's log in a file for the ERROR rule below.
+        run_pytest(
+            tally,
+            "Odoo tests",
+            [
+                *(f"--odoo-config={conf}", f"--odoo-database={dbname}", "--odoo-http"),
+                *("--odoo-log-level=info", f"--odoo-extra=logfile={test_log}"),
+                f"{odoo_env.ADDON}/tests",
+            ],
+            env=odoo_env.odoo_env(),
+        )
+    error_lines = [
+        line
+        for log in (install_log, test_log)
+        for line in read_log(log).splitlines()
+        if LOG_ERROR_RE.match(line) and KNOWN_PYTEST_ODOO_ERROR not in line
+    ]
     if error_lines:
         print(f"{len(error_lines)} ERROR line(s) in the Odoo log (counted as one failure):")
         print("\n".join(error_lines[:20]))
         tally.add("Odoo log", 0, 1)
-    if proc.returncode and not (match and error_lines):
-        print(f"odoo exited with status {proc.returncode}")
     # The end-to-end tests drive a real server on the database the addon was just installed on.
     env = dict(odoo_env.odoo_env(), VM_E2E_DB=dbname, VM_E2E_CONF=str(conf))
     if (ROOT / "tests" / "e2e").is_dir():
@@ -111,6 +121,10 @@ def run_odoo_suite(tally, odoo_cmd, odoo_addons, workdir):
     # The gateway contract tests, against a real Evolution API server, on the same database.
     if not gateway_skip_reason():
         run_pytest(tally, "Gateway tests (Evolution API)", ["tests/gateway"], env=env)
+
+
+def read_log(path):
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def gateway_skip_reason():

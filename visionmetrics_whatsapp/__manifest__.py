@@ -3,7 +3,6 @@
     "version": "18.0.1.4.0",
     "category": "Sales/CRM",
     "summary": "Connect each company's WhatsApp number and attribute inbound conversations to CRM leads",
-    "description": "See README.rst.",
     "author": "VisionMetrics",
     "website": "https://visionmetrics.example",
     "license": "LGPL-3",

@@ -14,7 +14,8 @@ class IrHttp(models.AbstractModel):
     _inherit = "ir.http"
 
     @classmethod
-    def _pre_dispatch(cls, rule, args):
+    # Odoo's ir.http._pre_dispatch returns nothing: there is nothing to return
+    def _pre_dispatch(cls, rule, args):  # pylint: disable=missing-return
         """A webhook has no form: it gets none, and reads its raw body itself, up to its limit
         (controllers/webhook.py). Odoo would otherwise parse the body as a form before the route
         runs: a form-encoded one read whole into memory, and one over the limit refused by

@@ -39,7 +39,7 @@ class VmWhatsappConversation(models.Model):
     contact_identity = fields.Char(required=True, help="The provider's id for the contact: wa_id, JID or LID.")
     contact_phone = fields.Char("Phone", index="btree_not_null", help="E.164, when known.")
     contact_name = fields.Char("Contact")
-    lead_id = fields.Many2one("crm.lead", string="Lead", index=True, ondelete="set null", check_company=True)
+    lead_id = fields.Many2one("crm.lead", index=True, ondelete="set null", check_company=True)
     partner_id = fields.Many2one("res.partner", string="Contact Partner", index="btree_not_null", check_company=True)
     attribution = fields.Selection(
         [("token", "Marketing token"), ("phone", "Phone number"), ("anonymous", "New lead"), ("manual", "Manual")],

@@ -230,7 +230,7 @@ class VmWhatsappInbox(models.AbstractModel):
                 outcomes[log] = ("rejected", clean_text(str(e), 2000))
                 continue
             log._set_event_type(events)
-            notes[log]  # a request with no event is "ignored", not missing
+            notes.setdefault(log, [])  # a request with no event is "ignored", not missing
             for event in events:
                 skipped = self._skip_reason(integration, event)
                 if skipped:

@@ -333,7 +333,7 @@ class VmWhatsappIntegration(models.Model):
         integrations whose secrets could not be read)."""
         keyring = self._get_keyring()
         count, unreadable = 0, self.browse()
-        for integration in self.sudo().with_context(active_test=False).search([]):
+        for integration in self.sudo().with_context(active_test=False).search([]):  # pylint: disable=no-search-all
             for field_name in self._SECRET_FIELDS:
                 envelope = integration[f"{field_name}_encrypted"]
                 if not (envelope and keyring.needs_rotation(envelope)):

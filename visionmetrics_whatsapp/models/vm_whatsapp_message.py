@@ -69,7 +69,7 @@ class VmWhatsappMessage(models.Model):
     body = fields.Text(readonly=True)
     vm_token = fields.Char("Token", readonly=True)
     attachment_id = fields.Many2one("ir.attachment", readonly=True, ondelete="set null")
-    sent_at = fields.Datetime("Sent At", readonly=True, help="Provider timestamp (UTC).")
+    sent_at = fields.Datetime(readonly=True, help="Provider timestamp (UTC).")
     status = fields.Selection(
         [
             ("received", "Received"),
@@ -265,7 +265,8 @@ class VmWhatsappMessage(models.Model):
         messages = self.search([("media_state", "=", "pending")], order="id", limit=limit)
         for message in messages:
             message._download_media()
-            self.env.cr.commit()  # one message per transaction: a failure never undoes the others
+            # one message per transaction: a failure never undoes the others
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _download_media(self):
         self.ensure_one()

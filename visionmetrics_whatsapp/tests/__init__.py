@@ -13,3 +13,4 @@ from . import test_provider_zapi
 from . import test_webhook_attacks
 from . import test_conversions
 from . import test_outbound
+from . import test_i18n_pot

@@ -387,7 +387,7 @@ class TestWebhookInbox(WhatsAppHttpCase):
         self.assertEqual(received.mapped("lane"), [lane] * 3, "one contact, one lane")
         cron = self.env.ref(LANE_CRON % lane)
         cron, progress = cron._add_progress()
-        self.env["vm.whatsapp.inbox"].with_context(cron.env.context)._cron_process(lane, batch_size=2)
+        self.env["vm.whatsapp.inbox"].with_context(**cron.env.context)._cron_process(lane, batch_size=2)
         self.assertEqual((progress.done, progress.remaining), (2, 1))
         self.assertEqual(self.Log.search_count([("state", "=", "received")]), 1)
 
