@@ -47,6 +47,13 @@ STORE_RECEIVED = (
     " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')"
 )
 
+# The wake-ups the route makes for the requests it stores (vm.whatsapp.inbox._wake_up): a
+# trigger of each lane's cron, waiting for a cron worker.
+WAKE_EVERY_LANE = (
+    "INSERT INTO ir_cron_trigger (cron_id, call_at) SELECT res_id, now() AT TIME ZONE 'UTC' FROM ir_model_data"
+    " WHERE module = 'visionmetrics_whatsapp' AND model = 'ir.cron' AND name LIKE 'ir_cron_inbox_lane_%'"
+)
+
 
 def wait_for(predicate, timeout=60):
     deadline = time.monotonic() + timeout
@@ -109,11 +116,14 @@ def test_a_backlog_drains_without_waiting_for_the_cron_schedule(server, rpc, san
     headers = json.dumps({"Content-Type": "application/json"})
     rows = [(sandbox["id"], company_id, headers, message_body(sandbox["session"], senders[i % 20], "oi", mid).decode())
             for i, mid in enumerate(ids)]  # fmt: skip
-    # The requests as the webhook route stores them, while no cron worker runs.
+    # The requests as the webhook route stores them, while no cron worker runs, in the lane of the
+    # request that will wake it (a request wakes its own lane; the route's wake-ups of these rows
+    # would have been triggers waiting for the cron workers to come back).
+    first = rpc("vm.whatsapp.webhook.log", "search_read", [("integration_id", "=", sandbox["id"])], ["lane"], limit=1)
     with psycopg2.connect(dbname=server.dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
         cr.executemany(
             STORE_RECEIVED,
-            [(*row, 0) for row in rows],
+            [(*row, first[0]["lane"]) for row in rows],
         )
     conn.close()
     # One more request arrives and wakes the cron up. Within 20 s, the cron's schedule can wake it
@@ -181,10 +191,11 @@ def test_several_cron_workers_apply_a_backlog_once_and_in_order(server, rpc, san
             rows.append((sandbox["id"], company_id, headers, body, c % 4))
     with psycopg2.connect(dbname=server.dbname, **odoo_env.db_params()) as conn, conn.cursor() as cr:
         cr.executemany(STORE_RECEIVED, rows)
+        cr.execute(WAKE_EVERY_LANE)
     conn.close()
     second = OdooServer(server.conf, server.dbname, workers=1, cron_threads=2).start()
     try:
-        # one request wakes every lane up, on both servers
+        # one more request: its NOTIFY wakes the cron workers of both servers up
         assert post(server, sandbox, message_body(sandbox["session"], "5511979999999", "oi", f"{prefix}-wake")).ok
         waiting = [("integration_id", "=", sandbox["id"]), ("state", "=", "received")]
         assert wait_for(lambda: rpc("vm.whatsapp.webhook.log", "search_count", waiting) == 0, timeout=120)
@@ -199,7 +210,8 @@ def test_several_cron_workers_apply_a_backlog_once_and_in_order(server, rpc, san
     for c in range(len(contacts)):
         ids = [m["external_id"] for m in messages if m["external_id"].startswith(f"{prefix}-{c}-")]
         assert ids == sorted(ids), f"contact {c}: stored in arrival order"
-    assert rpc("vm.whatsapp.conversation", "search_count", [("contact_identity", "in", contacts)]) == len(contacts)
+    conversations = [("integration_id", "=", sandbox["id"]), ("contact_identity", "in", contacts)]
+    assert rpc("vm.whatsapp.conversation", "search_count", conversations) == len(contacts)
 
 
 def test_a_burst_of_identical_connection_updates_is_counted_on_one_log(server, rpc, sandbox):

@@ -469,20 +469,25 @@ class VmWhatsappIntegration(models.Model):
             )
         return self._notify_user(description)
 
-    def action_send_test_message(self):
+    def action_send_test_message(self, sender=None, text=None, name=None):
         """Sandbox: post a signed inbound-message webhook to this integration's own webhook URL, as
-        the provider would, and say what the route answered."""
+        the provider would, and say what the route answered. The button sends a greeting from a
+        test number; over RPC (``make demo``, scripts/sandbox_message.py) ``sender`` (a phone
+        number), ``text`` and ``name`` say who writes what."""
         self._check_manage_access()
         self.ensure_one()
         if not self.provider_simulates_messages:
             raise UserError(self.env._("Test messages can only be simulated with the Sandbox provider."))
+        for value in (sender, text, name):
+            if value is not None and not isinstance(value, str):
+                raise UserError(self.env._("The sender, text and name of a test message are texts."))
         self._ensure_webhook_secret()
         provider = self._get_provider()  # with the secret just generated, if any
         body = provider.build_message_payload(
             self.external_id or "sandbox",
-            SANDBOX_TEST_SENDER,
-            self.env._("Hello! This is a test message from the WhatsApp sandbox."),
-            name=self.env._("Sandbox Tester"),
+            sender or SANDBOX_TEST_SENDER,
+            text if text is not None else self.env._("Hello! This is a test message from the WhatsApp sandbox."),
+            name=name or self.env._("Sandbox Tester"),
         )
         url = self.sudo().webhook_url
         try:
