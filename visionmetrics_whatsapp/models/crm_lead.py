@@ -194,7 +194,8 @@ class CrmLead(models.Model):
     @api.model
     def _vm_whatsapp_create_leads(self, contacts):
         """New leads, with source WhatsApp, for (company, contact name, phone, partner or None[,
-        utm values]) tuples (the utm values, of an ad or a link, replace the source), in one
+        values]) tuples (utm values of an ad or a link replace the source; the WhatsApp first
+        touch), in one
         create per company and team; contacts of one company sharing a phone get one lead. A
         list in the order of ``contacts``."""
         source = self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False)

@@ -312,7 +312,23 @@ class VmWhatsappConversation(models.Model):
                 plan[0] = lead
             else:
                 unknown.append(conversation)
-        contacts = [(c.company_id, c.contact_name, c.contact_phone, None, plans[c][3]) for c in unknown]
+        # a new lead's first touch is given at its creation: no write of each lead afterwards
+        contacts = [
+            (
+                c.company_id,
+                c.contact_name,
+                c.contact_phone,
+                None,
+                {
+                    **(plans[c][3] or {}),
+                    "whatsapp_attribution": plans[c][1],
+                    "whatsapp_first_touch_at": plans[c][5] or c.first_message_at,
+                    "whatsapp_ad_id": plans[c][4].get("ad_id") or c.ad_id,
+                    "whatsapp_link_id": plans[c][4].get("link_id"),
+                },
+            )
+            for c in unknown
+        ]
         for conversation, lead in zip(unknown, Lead._vm_whatsapp_create_leads(contacts), strict=True):
             plans[conversation][0] = lead
         self._apply_plans(plans)
