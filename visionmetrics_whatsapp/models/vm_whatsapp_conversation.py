@@ -80,7 +80,7 @@ class VmWhatsappConversation(models.Model):
     click_delay = fields.Float(
         "Click to Message (min)", readonly=True, aggregator="avg", help="Minutes from the click to the message."
     )
-    first_message_at = fields.Datetime(readonly=True)
+    first_message_at = fields.Datetime(readonly=True, index=True)  # the reports' period
     last_message_at = fields.Datetime(readonly=True, index=True)
     message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")
     message_count = fields.Integer(compute="_compute_message_count")
