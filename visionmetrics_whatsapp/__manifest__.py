@@ -6,7 +6,7 @@
     "author": "VisionMetrics",
     "website": "https://visionmetrics.example",
     "license": "LGPL-3",
-    "depends": ["crm", "base_setup"],
+    "depends": ["crm", "base_setup", "utm", "link_tracker"],
     "external_dependencies": {"python": ["cryptography", "requests", "qrcode", "phonenumbers"]},
     "data": [
         "security/vm_whatsapp_security.xml",
@@ -21,6 +21,8 @@
         "views/vm_whatsapp_conversation_views.xml",
         "views/vm_whatsapp_message_views.xml",
         "views/vm_whatsapp_webhook_log_views.xml",
+        "views/vm_whatsapp_link_views.xml",
+        "views/vm_whatsapp_report_views.xml",
         "views/crm_lead_views.xml",
         "views/vm_whatsapp_conversion_views.xml",
         "views/res_config_settings_views.xml",

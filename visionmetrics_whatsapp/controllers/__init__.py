@@ -1,2 +1,3 @@
 from . import sandbox
 from . import webhook
+from . import link

@@ -1,6 +1,18 @@
+import logging
 from collections import defaultdict
+from urllib.parse import urlsplit
+
+from psycopg2.errors import UniqueViolation
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import mute_logger
+
+from .vm_whatsapp_conversation import ATTRIBUTIONS, MATCHED, ConcurrentConversationError
+from .vm_whatsapp_link import TOKEN_MAX_LENGTH
+
+_logger = logging.getLogger(__name__)
+AD_MEDIUM = "Click-to-WhatsApp ad"  # the utm.medium of ad leads (a name: utm has no code)
 
 
 class CrmLead(models.Model):
@@ -15,11 +27,89 @@ class CrmLead(models.Model):
     )
     whatsapp_conversation_ids = fields.One2many("vm.whatsapp.conversation", "lead_id", string="WhatsApp Conversations")
     whatsapp_message_count = fields.Integer("WhatsApp Messages", compute="_compute_whatsapp_message_count")
+    # The WhatsApp first touch, stored for the reports (CRM > Reporting > WhatsApp): set once, by
+    # the first conversation attributed to the lead.
+    whatsapp_attribution = fields.Selection(
+        ATTRIBUTIONS, "WhatsApp First Touch", readonly=True, index="btree_not_null", copy=False
+    )
+    whatsapp_first_touch_at = fields.Datetime(
+        "WhatsApp First Touch At", readonly=True, index="btree_not_null", copy=False
+    )
+    whatsapp_ad_id = fields.Char("First-Touch Ad ID", readonly=True, index="btree_not_null", copy=False)
+    whatsapp_link_id = fields.Many2one(
+        "vm.whatsapp.link", "First-Touch Campaign Link", readonly=True, index="btree_not_null", copy=False
+    )
+    whatsapp_match_rate = fields.Integer(
+        "WhatsApp Match Rate (%)",
+        compute="_compute_whatsapp_match_rate",
+        store=True,
+        aggregator="avg",
+        help="100 when the first touch was a token, an ad or a campaign link; 0 by phone or as a new lead.",
+    )
+    whatsapp_won = fields.Boolean("Won", compute="_compute_whatsapp_won", store=True, index="btree_not_null")
+    whatsapp_won_revenue = fields.Monetary(
+        "Won Revenue", compute="_compute_whatsapp_won", store=True, currency_field="company_currency"
+    )
 
     @api.depends("whatsapp_conversation_ids")
     def _compute_whatsapp_message_count(self):
         for lead in self:
             lead.whatsapp_message_count = sum(lead.whatsapp_conversation_ids.mapped("message_count"))
+
+    @api.depends("whatsapp_attribution")
+    def _compute_whatsapp_match_rate(self):
+        for lead in self:
+            lead.whatsapp_match_rate = 100 if lead.whatsapp_attribution in MATCHED else 0
+
+    @api.depends("active", "stage_id.is_won", "expected_revenue")
+    def _compute_whatsapp_won(self):
+        # CRM's "Won" filter: active, in a won stage. Stored so reports group and sum by it.
+        for lead in self:
+            lead.whatsapp_won = lead.active and lead.stage_id.is_won
+            lead.whatsapp_won_revenue = lead.expected_revenue if lead.whatsapp_won else 0.0
+
+    def action_create_whatsapp_link(self):
+        """The lead's own campaign link: a short URL and QR code whose message carries the lead's
+        first-touch token (made now if the lead has none), so the chat it opens is this lead's."""
+        self.ensure_one()
+        self.check_access("write")
+        Link = self.env["vm.whatsapp.link"]
+        link = Link.search([("lead_id", "=", self.id), ("token", "=", self.first_touch_token)], limit=1)
+        if not link:
+            if self.first_touch_token and len(self.first_touch_token) > TOKEN_MAX_LENGTH:
+                raise UserError(
+                    self.env._(
+                        "The first-touch token %(token)s is longer than %(max)s characters, which customers "
+                        "would see in their message: shorten it, or clear it to get a new one.",
+                        token=self.first_touch_token,
+                        max=TOKEN_MAX_LENGTH,
+                    )
+                )
+            if not self.first_touch_token:
+                self.first_touch_token = Link._new_tokens(1)[0]
+            company = self.company_id or self.env.company
+            integration = self.env["vm.whatsapp.integration"].search(
+                [("company_id", "=", company.id), ("phone_number", "!=", False)], limit=1
+            )
+            link = Link.sudo().create(
+                {
+                    "name": self.env._("Lead: %(lead)s", lead=self.name),
+                    "company_id": company.id,
+                    "integration_id": integration.id,
+                    "lead_id": self.id,
+                    "token": self.first_touch_token,
+                    "campaign_id": self.campaign_id.id,
+                    "source_id": self.source_id.id,
+                    "medium_id": self.medium_id.id,
+                }
+            )
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "vm.whatsapp.link",
+            "res_id": link.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+        }
 
     def action_view_whatsapp_conversations(self):
         self.ensure_one()
@@ -107,17 +197,19 @@ class CrmLead(models.Model):
     @api.model
     def _vm_whatsapp_create_leads(self, contacts):
         """New leads, with source WhatsApp, for (company, contact name, phone, partner or None[,
-        integration]) tuples, in one create per company and team; contacts of one company sharing
-        a phone get one lead. A list in the order of ``contacts``.
+        integration[, values]]) tuples, in one create per company and team; contacts of one
+        company sharing a phone get one lead. A list in the order of ``contacts``.
 
         The integration's sales team and salesperson (``team_id``, ``user_id``) are the lead's.
         With no salesperson, the lead is left unassigned, for CRM's rule-based assignment when it
-        is on (the assignment's scheduled action is then run soon)."""
+        is on (the assignment's scheduled action is then run soon). ``values`` (the utm of an ad
+        or a link, which replace the source; the WhatsApp first touch) are the lead's too."""
         source = self.env.ref("visionmetrics_whatsapp.utm_source_whatsapp", raise_if_not_found=False)
         lead_type = "lead" if self._vm_whatsapp_leads_enabled() else "opportunity"
         keys, vals_by_key = [], {}
         for i, (company, contact_name, phone, partner, *rest) in enumerate(contacts):
             integration = rest[0] if rest else None
+            values = rest[1] if len(rest) > 1 else {}
             key = (company.id, phone) if phone else i
             keys.append(key)
             if key in vals_by_key:
@@ -133,6 +225,7 @@ class CrmLead(models.Model):
                 "user_id": False,
                 "type": lead_type,
                 **self._vm_whatsapp_assignment_vals(integration),
+                **{field: value for field, value in values.items() if value},
             }
         # One create per company and team, with the team's first open stage as a default: crm
         # looks the stage up lead by lead otherwise, and a stage given in the values makes its
@@ -180,3 +273,102 @@ class CrmLead(models.Model):
         result = super()._merge_dependences(opportunities)
         opportunities.sudo().whatsapp_conversation_ids.write({"lead_id": self.id})
         return result
+
+    @api.model
+    def _vm_whatsapp_ad_utms(self, pairs):
+        """The utm values of click-to-WhatsApp ads, for (company, referral) pairs, in order: the
+        ad's campaign (one per ad id and company, found in one search, the missing ones created
+        in one create, named after the ad), source Facebook or Instagram from the ad's URL (none
+        when it says neither), medium "Click-to-WhatsApp ad"."""
+        if not pairs:
+            return []
+        Campaign = self.env["utm.campaign"].with_context(active_test=False)
+        wanted = {(company.id, referral.source_id): referral for company, referral in pairs if referral.source_id}
+        campaigns = {}
+        if wanted:
+            found = Campaign.search(
+                [
+                    ("whatsapp_company_id", "in", list({company_id for company_id, _ad in wanted})),
+                    ("whatsapp_ad_id", "in", list({ad for _company, ad in wanted})),
+                ]
+            )
+            campaigns = {(c.whatsapp_company_id.id, c.whatsapp_ad_id): c for c in found}
+            missing = [key for key in wanted if key not in campaigns]
+            if missing:
+                vals_list = [
+                    {
+                        "title": self._vm_whatsapp_ad_campaign_title(wanted[key]),
+                        "whatsapp_company_id": key[0],
+                        "whatsapp_ad_id": key[1],
+                        "is_auto_campaign": True,
+                    }
+                    for key in missing
+                ]
+                try:
+                    with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                        created = Campaign.create(vals_list)
+                except UniqueViolation:
+                    raise ConcurrentConversationError(
+                        self.env._("A concurrent request created this ad's campaign; applied again shortly.")
+                    ) from None
+                campaigns.update(zip(missing, created, strict=True))
+        medium = self.env["utm.mixin"]._find_or_create_record("utm.medium", AD_MEDIUM)
+        sources = {}
+        result = []
+        for company, referral in pairs:
+            platform = self._vm_whatsapp_ad_platform(referral.source_url)
+            if platform and platform not in sources:
+                facebook = self.env.ref("utm.utm_source_facebook", raise_if_not_found=False)
+                sources[platform] = (platform == "Facebook" and facebook) or self.env[
+                    "utm.mixin"
+                ]._find_or_create_record("utm.source", platform)
+            campaign = campaigns.get((company.id, referral.source_id))
+            result.append(
+                {
+                    "campaign_id": campaign.id if campaign else False,
+                    "source_id": sources[platform].id if platform else False,
+                    "medium_id": medium.id,
+                }
+            )
+        return result
+
+    @api.model
+    def _vm_whatsapp_ad_campaign_title(self, referral):
+        if referral.headline:
+            return self.env._("%(headline)s (ad %(id)s)", headline=referral.headline[:200], id=referral.source_id)
+        return self.env._("Click-to-WhatsApp ad %(id)s", id=referral.source_id)
+
+    @api.model
+    def _vm_whatsapp_ad_platform(self, url):
+        """ "Instagram" or "Facebook" from an ad's URL (instagram.com, fb.me, facebook.com...), or None."""
+        host = (urlsplit(url).hostname or "").lower() if url else ""
+        if host == "instagram.com" or host.endswith((".instagram.com", ".instagr.am")) or host == "instagr.am":
+            return "Instagram"
+        if host.endswith(("facebook.com", "fb.me", "fb.com", "fb.watch")):
+            return "Facebook"
+        return None
+
+    @api.model
+    def _vm_whatsapp_fill_first_touch(self, items):
+        """For (lead, attribution kind, evidence utm, time, conversation, conversation values):
+        the utm fields the lead has none of, from the evidence (an ad's, a link's), and, for a
+        lead with no WhatsApp first touch yet, that first touch. Never overwrites a value."""
+        writes = defaultdict(lambda: self.browse())  # frozen values -> leads
+        seen = set()
+        for lead, kind, utm, at, conversation, vals in items:
+            if lead in seen:  # two conversations of one lead in a batch: the first one counts
+                continue
+            seen.add(lead)
+            lead_vals = {field: value for field, value in utm.items() if value and not lead[field]}
+            if not lead.whatsapp_attribution:
+                lead_vals.update(
+                    whatsapp_attribution=kind,
+                    whatsapp_first_touch_at=at,
+                    whatsapp_ad_id=vals.get("ad_id") or conversation.ad_id or False,
+                    whatsapp_link_id=vals.get("link_id") or conversation.link_id.id or False,
+                )
+            if lead_vals:
+                writes[frozenset(lead_vals.items())] |= lead
+        Lead = self.with_context(tracking_disable=True)
+        for frozen, leads in writes.items():
+            Lead.browse(leads.ids).write(dict(frozen))

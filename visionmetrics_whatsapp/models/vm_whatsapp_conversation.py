@@ -18,6 +18,19 @@ from . import access
 _logger = logging.getLogger(__name__)
 
 
+ATTRIBUTIONS = [
+    ("token", "Marketing token"),
+    ("ad", "Click-to-WhatsApp ad"),
+    ("link", "Campaign link"),
+    ("phone", "Phone number"),
+    ("anonymous", "New lead"),
+    ("manual", "Manual"),
+]
+MATCHED = ("token", "ad", "link")  # attributed by marketing evidence, not by phone or as new
+WEAK = (False, "phone", "anonymous")  # what an ad or a link may still improve on
+CLICK_WINDOW_DAYS = 7  # a click older than this is not the one that made the message
+
+
 class ConcurrentConversationError(Exception):
     """The contact's conversation was created by a concurrent request committed after this
     transaction's snapshot: the request is applied again in a new transaction."""
@@ -41,13 +54,39 @@ class VmWhatsappConversation(models.Model):
     contact_name = fields.Char("Contact")
     lead_id = fields.Many2one("crm.lead", index=True, ondelete="set null", check_company=True)
     partner_id = fields.Many2one("res.partner", string="Contact Partner", index="btree_not_null", check_company=True)
-    attribution = fields.Selection(
-        [("token", "Marketing token"), ("phone", "Phone number"), ("anonymous", "New lead"), ("manual", "Manual")],
-        readonly=True,
-    )
+    attribution = fields.Selection(ATTRIBUTIONS, readonly=True, index=True)
     vm_token = fields.Char("Token", index="btree_not_null", readonly=True)
     ctwa_clid = fields.Char("Click ID (ctwa_clid)", readonly=True, index="btree_not_null")
-    first_message_at = fields.Datetime(readonly=True)
+    ad_id = fields.Char("Ad ID", readonly=True, index="btree_not_null")
+    ad_source_url = fields.Char("Ad URL", readonly=True)
+    ad_headline = fields.Char("Ad Headline", readonly=True)
+    link_id = fields.Many2one("vm.whatsapp.link", readonly=True, index="btree_not_null", check_company=True)
+    # What the reports group by, stored: the utm of the evidence (the ad, the link), else of the
+    # lead, when the conversation was attributed; the click and how long before the message it was.
+    campaign_id = fields.Many2one(
+        "utm.campaign", "Campaign", readonly=True, index="btree_not_null", ondelete="set null"
+    )
+    source_id = fields.Many2one("utm.source", "Source", readonly=True, index="btree_not_null", ondelete="set null")
+    medium_id = fields.Many2one("utm.medium", "Medium", readonly=True, index="btree_not_null", ondelete="set null")
+    match_rate = fields.Integer(
+        "Match Rate (%)",
+        compute="_compute_match_rate",
+        store=True,
+        aggregator="avg",
+        help="100 when a token, an ad or a campaign link named the lead, 0 when only the phone number "
+        "did or a new lead was made: its average is the share matched by marketing evidence.",
+    )
+    click_at = fields.Datetime(
+        "Clicked At",
+        readonly=True,
+        help="Campaign link: the latest click on its short URL in the 7 days before the message that "
+        "carried its token (clicks are not tied to a person: with many at once, the nearest one). "
+        "Ad: the click time Baileys reports (entryPointConversionDelaySeconds); Meta gives none.",
+    )
+    click_delay = fields.Float(
+        "Click to Message (min)", readonly=True, aggregator="avg", help="Minutes from the click to the message."
+    )
+    first_message_at = fields.Datetime(readonly=True, index=True)  # the reports' period
     last_message_at = fields.Datetime(readonly=True, index=True)
     message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")
     message_count = fields.Integer(compute="_compute_message_count")
@@ -63,6 +102,11 @@ class VmWhatsappConversation(models.Model):
             "There is already a conversation with this contact on this integration.",
         ),
     ]
+
+    @api.depends("attribution")
+    def _compute_match_rate(self):
+        for conversation in self:
+            conversation.match_rate = 100 if conversation.attribution in MATCHED else 0
 
     @api.depends("message_ids")
     def _compute_message_count(self):
@@ -306,7 +350,17 @@ class VmWhatsappConversation(models.Model):
             conversations.update(zip(new, created, strict=True))
         return conversations
 
-    _INGEST_FIELDS = ["first_message_at", "last_message_at", "contact_name", "contact_phone", "lead_id", "attribution"]
+    _INGEST_FIELDS = [
+        "first_message_at",
+        "last_message_at",
+        "contact_name",
+        "contact_phone",
+        "lead_id",
+        "attribution",
+        "ad_id",
+        "ctwa_clid",
+        "vm_token",
+    ]
 
     @api.model
     def _prepare_vals_from_event(self, integration, event):
@@ -324,7 +378,8 @@ class VmWhatsappConversation(models.Model):
         arrival order): first and last message times, the contact's name; then attribute those
         that received an inbound message."""
         updates = defaultdict(dict)
-        tokens = defaultdict(list)  # conversation -> tokens of its new inbound messages, in order
+        tokens = defaultdict(list)  # conversation -> (token, sent at) of its new inbound messages, in order
+        referrals = {}  # conversation -> (referral, sent at) of its first new inbound message with one
         for conversation, message, event in stored:
             vals = updates[conversation]
             sent_at = message.sent_at
@@ -337,56 +392,184 @@ class VmWhatsappConversation(models.Model):
             if not event.from_me and event.contact_name and not conversation.contact_name:
                 vals.setdefault("contact_name", event.contact_name)
             if message.direction == "inbound":
-                tokens[conversation].extend([message.vm_token] if message.vm_token else [])
+                tokens[conversation].extend([(message.vm_token, sent_at)] if message.vm_token else [])
+                if event.referral and conversation not in referrals:
+                    referrals[conversation] = (event.referral, sent_at)
         for conversation, vals in updates.items():
             if vals:
                 conversation.write(vals)
-        self._attribute_all(tokens)
+        self._attribute_all(tokens, referrals)
 
     @api.model
-    def _attribute_all(self, tokens):
-        """Give conversations their lead (DESIGN §7), with a few queries for all of them:
-        ``tokens`` maps each conversation to the tokens of its new inbound messages, in order.
+    def _attribute_all(self, tokens, referrals=None):
+        """Give conversations their lead (DESIGN §7, §11), with a few queries for all of them:
+        ``tokens`` maps each conversation to the (token, sent at) of its new inbound messages, in
+        order, ``referrals`` to the (ad referral, sent at) of the first of them that has one.
 
         1. the first token that is a lead's first-touch token of the conversation's company
-           (re-attributes a conversation attributed by phone or as a new lead);
-        2. else, for a conversation with no lead yet, the newest lead (or contact) of the
+           (re-attributes a conversation attributed otherwise, but not by hand);
+        2. else, for a conversation with no lead or one found by phone or made new: a
+           click-to-WhatsApp ad referral (kind ``ad``), else a campaign link's token of the company
+           (kind ``link``): the lead is the conversation's, else the newest lead (or contact) with
+           the contact's phone, else a new lead; it gets the ad's or the link's campaign, source
+           and medium where it has none (the first touch is kept);
+        3. else, for a conversation with no lead yet, the newest lead (or contact) of the
            company with the contact's phone;
-        3. else a new lead, one per company and phone however many conversations share it."""
+        4. else a new lead, one per company and phone however many conversations share it.
+        The first ad referral a conversation receives is stored on it whatever attributed it."""
         Lead = self.env["crm.lead"]
-        wanted = {
-            (conversation.company_id, token)
-            for conversation, conversation_tokens in tokens.items()
-            if conversation.attribution not in ("token", "manual")
-            for token in conversation_tokens
-        }
-        by_token = Lead._vm_whatsapp_find_by_tokens(wanted)
-        for conversation, conversation_tokens in tokens.items():
+        referrals = referrals or {}
+        wanted = {(c.company_id, token) for c, pairs in tokens.items() for token, _at in pairs}
+        links = self.env["vm.whatsapp.link"]._find_by_tokens(wanted)
+        by_token = Lead._vm_whatsapp_find_by_tokens(
+            {
+                (c.company_id, token)
+                for c, pairs in tokens.items()
+                if c.attribution not in ("token", "manual")
+                for token, _at in pairs
+            }
+        )
+        plans = {}  # conversation -> [lead or None, kind, token, evidence utm or None, vals, sent at]
+        for conversation, pairs in tokens.items():
             if conversation.attribution in ("token", "manual"):
                 continue
-            token = next((t for t in conversation_tokens if (conversation.company_id, t) in by_token), None)
+            company = conversation.company_id
+            token, at = next(((t, at) for t, at in pairs if (company, t) in by_token), (None, None))
             if token:
-                conversation._set_lead(by_token[(conversation.company_id, token)], "token", token)
-        orphans = [conversation for conversation in tokens if not conversation.lead_id]
-        if not orphans:
-            return
-        leads = Lead._vm_whatsapp_find_by_phones(
-            [
-                (conversation.company_id, variants(conversation.contact_phone), conversation.integration_id)
-                for conversation in orphans
-            ]
+                link = links.get((company, token))  # a lead's own link (the lead form's button)
+                plans[conversation] = [by_token[(company, token)], "token", token, None, {}, at]
+                if link:
+                    plans[conversation][4]["link_id"] = link.id
+        with_ads = [
+            c for c in referrals if c not in plans and c.attribution in WEAK and not c.ad_id and not c.ctwa_clid
+        ]
+        ad_utms = dict(
+            zip(with_ads, Lead._vm_whatsapp_ad_utms([(c.company_id, referrals[c][0]) for c in with_ads]), strict=True)
+        )
+        for conversation, pairs in tokens.items():
+            if conversation in plans or conversation.attribution not in WEAK:
+                continue
+            company = conversation.company_id
+            if conversation in ad_utms:
+                plans[conversation] = [conversation.lead_id or None, "ad", None, ad_utms[conversation], {}, None]
+                plans[conversation][5] = referrals[conversation][1]
+                continue
+            token, at = next(((t, at) for t, at in pairs if (company, t) in links), (None, None))
+            if token:
+                link = links[(company, token)]
+                plans[conversation] = [conversation.lead_id or None, "link", token, link._utm_values(), {}, at]
+                plans[conversation][4]["link_id"] = link.id
+        for conversation, (referral, at) in referrals.items():
+            if not conversation.ad_id and not conversation.ctwa_clid:  # the first referral is kept
+                vals = plans.setdefault(conversation, [None, None, None, None, {}, at])[4]
+                vals.update(self._referral_values(referral, at))
+        # leads by phone, then new ones, for the conversations that still have none
+        orphans = [c for c in tokens if not c.lead_id and not (plans.get(c) or [None])[0]]
+        found = Lead._vm_whatsapp_find_by_phones(
+            [(c.company_id, variants(c.contact_phone), c.integration_id) for c in orphans]
         )
         unknown = []
-        for conversation, lead in zip(orphans, leads, strict=True):
+        for conversation, lead in zip(orphans, found, strict=True):
+            plan = plans.setdefault(conversation, [None, None, None, None, {}, None])
+            plan[1] = plan[1] or ("phone" if lead else "anonymous")
             if lead:
-                conversation._set_lead(lead, "phone")
+                plan[0] = lead
             else:
                 unknown.append(conversation)
-        contacts = [(c.company_id, c.contact_name, c.contact_phone, None, c.integration_id) for c in unknown]
+        # a new lead's first touch is given at its creation: no write of each lead afterwards
+        contacts = [
+            (
+                c.company_id,
+                c.contact_name,
+                c.contact_phone,
+                None,
+                c.integration_id,
+                {
+                    **(plans[c][3] or {}),
+                    "whatsapp_attribution": plans[c][1],
+                    "whatsapp_first_touch_at": plans[c][5] or c.first_message_at,
+                    "whatsapp_ad_id": plans[c][4].get("ad_id") or c.ad_id,
+                    "whatsapp_link_id": plans[c][4].get("link_id"),
+                },
+            )
+            for c in unknown
+        ]
         for conversation, lead in zip(unknown, Lead._vm_whatsapp_create_leads(contacts), strict=True):
-            conversation._set_lead(lead, "anonymous")
+            plans[conversation][0] = lead
+        self._apply_plans(plans)
 
-    def _set_lead(self, lead, attribution, token=None):
+    @api.model
+    def _referral_values(self, referral, sent_at):
+        vals = {
+            "ad_id": referral.source_id or False,
+            "ad_source_url": referral.source_url or False,
+            "ad_headline": referral.headline or False,
+            "ctwa_clid": referral.ctwa_clid or False,
+        }
+        if referral.click_delay is not None:
+            vals["click_at"] = sent_at - timedelta(seconds=referral.click_delay)
+            vals["click_delay"] = referral.click_delay / 60.0
+        return vals
+
+    @api.model
+    def _apply_plans(self, plans):
+        """Write what _attribute_all decided: the leads' missing utm (from an ad or a link) and
+        first touch, the link clicks, then the conversations."""
+        Lead = self.env["crm.lead"]
+        attributed = {c: plan for c, plan in plans.items() if plan[0] and plan[1]}
+        Lead._vm_whatsapp_fill_first_touch(
+            [
+                (lead, kind, utm or {}, at or c.first_message_at, c, vals)
+                for c, (lead, kind, _t, utm, vals, at) in attributed.items()
+            ]
+        )
+        clicks = self._link_clicks(
+            [(c, vals["link_id"], at) for c, (_l, _k, _t, _u, vals, at) in plans.items() if vals.get("link_id") and at]
+        )
+        for conversation, (lead, kind, token, utm, vals, _at) in plans.items():
+            if conversation in clicks:
+                vals.update(clicks[conversation])
+            if lead and kind:
+                utm = utm or {f: lead[f].id for f in ("campaign_id", "source_id", "medium_id")}
+                conversation._set_lead(lead, kind, token, {**utm, **vals})
+            elif vals:
+                conversation.write(vals)
+
+    @api.model
+    def _link_clicks(self, items):
+        """{conversation: {click_at, click_delay}} for (conversation, link id, message time): the
+        latest click on the link's tracker in the CLICK_WINDOW_DAYS before the message (to the end
+        of its second: message times are whole seconds). One query."""
+        if not items:
+            return {}
+        self.env["link.tracker.click"].flush_model(["link_id", "create_date"])
+        self.env["vm.whatsapp.link"].flush_model(["link_tracker_id"])
+        rows = ", ".join(["(%s, %s, %s::timestamp)"] * len(items))
+        params = [v for conversation, link_id, at in items for v in (conversation.id, link_id, at)]
+        # S608: only placeholders are formatted in
+        self.env.cr.execute(
+            f"""SELECT v.conversation_id, click.create_date, v.sent_at
+                  FROM (VALUES {rows}) AS v(conversation_id, link_id, sent_at)
+                  JOIN vm_whatsapp_link link ON link.id = v.link_id
+                  CROSS JOIN LATERAL (
+                      SELECT create_date FROM link_tracker_click
+                       WHERE link_id = link.link_tracker_id
+                         AND create_date < v.sent_at + interval '1 second'
+                         AND create_date > v.sent_at - interval '{CLICK_WINDOW_DAYS} days'
+                       ORDER BY create_date DESC LIMIT 1) click""",  # noqa: S608
+            params,
+        )
+        by_id = {c.id: c for c, _link, _at in items}
+        return {
+            # providers date messages to the second: a click in the message's second is before it
+            by_id[conversation_id]: {
+                "click_at": click_at,
+                "click_delay": max((sent_at - click_at).total_seconds(), 0.0) / 60.0,
+            }
+            for conversation_id, click_at, sent_at in self.env.cr.fetchall()
+        }
+
+    def _set_lead(self, lead, attribution, token=None, vals=None):
         previous = self.attribution
         self.write(
             {
@@ -394,6 +577,7 @@ class VmWhatsappConversation(models.Model):
                 "partner_id": lead.partner_id.id or self.partner_id.id,
                 "attribution": attribution,
                 "vm_token": token or self.vm_token,
+                **(vals or {}),
             }
         )
         _logger.info(

@@ -18,6 +18,7 @@ from typing import ClassVar
 from .base import WhatsAppProvider
 from .events import InboundMessage, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .referral import cloud_api_referral
 from .utils import as_dict, as_list, as_text, digits_to_e164, epoch_to_utc, require_text
 
 MEDIA_TYPES = {
@@ -122,6 +123,7 @@ class CloudApiProvider(WhatsAppProvider):
             timestamp=epoch_to_utc(message.get("timestamp")),
             from_me=from_me,
             is_group=bool(as_text(message.get("group_id"))),
+            referral=None if from_me else cloud_api_referral(message),
         )
 
     def _parse_status(self, session, status, raw):

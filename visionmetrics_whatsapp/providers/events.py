@@ -42,6 +42,12 @@ MESSAGE_TYPES = (
 MESSAGE_STATUSES = ("pending", "sent", "delivered", "read", "failed")
 # Normalized session states (the selection of ``vm.whatsapp.session.state``).
 SESSION_STATES = ("pending", "qr_ready", "connected", "expired", "failed", "closed")
+# Where an ad referral came from: Meta's Cloud API ``referral``, or the Baileys ``externalAdReply``
+# (or only its conversion markers) of a linked device.
+REFERRAL_ORIGINS = ("cloud_api", "baileys")
+REFERRAL_TEXT_MAX_LENGTH = 1024  # an ad's headline, primary text or greeting
+URL_MAX_LENGTH = 2048
+REFERRAL_DELAY_MAX = 30 * 24 * 3600  # seconds from click to message: more is a provider's mistake
 # Timestamps outside this range are a provider's mistake (or an attack), not a date to store.
 TIMESTAMP_MIN = datetime(1970, 1, 1)
 TIMESTAMP_MAX = datetime(2100, 1, 1)
@@ -66,6 +72,48 @@ class WebhookEvent:
 
 
 @dataclass
+class AdReferral:
+    """A click-to-WhatsApp ad (or post) that opened the chat, as the first message after the
+    click carries it (reference/attribution.md §1). Every field may be missing: desktop clicks,
+    Status placements (no ``ctwa_clid``) and Baileys versions that only send the conversion
+    markers give less. ``click_delay`` is Baileys' seconds from the click to the message."""
+
+    source_id: str | None = None  # the ad id
+    source_url: str | None = None
+    source_type: str | None = None  # "ad", "post"
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None  # "image", "video"
+    ctwa_clid: str | None = None
+    welcome_message: str | None = None
+    entry_point: str | None = None  # Baileys entryPointConversionSource ("ctwa_ad"...)
+    click_delay: int | None = None
+    origin: str = "cloud_api"  # one of REFERRAL_ORIGINS
+
+    def sanitized(self):
+        """A bounded copy, or None when nothing identifies an ad (no id, no click id, no URL)."""
+        delay = self.click_delay
+        referral = AdReferral(
+            source_id=bounded_id(self.source_id) or None,
+            source_url=_whole(self.source_url, URL_MAX_LENGTH) if _is_http_url(self.source_url) else None,
+            source_type=_optional_text(self.source_type, 32),
+            headline=_optional_text(self.headline, REFERRAL_TEXT_MAX_LENGTH),
+            body=_optional_text(self.body, REFERRAL_TEXT_MAX_LENGTH),
+            media_type=_optional_text(self.media_type, 32),
+            ctwa_clid=bounded_id(self.ctwa_clid) or None,
+            welcome_message=_optional_text(self.welcome_message, REFERRAL_TEXT_MAX_LENGTH),
+            entry_point=_optional_text(self.entry_point, 64),
+            click_delay=delay
+            if isinstance(delay, int) and not isinstance(delay, bool) and 0 <= delay <= REFERRAL_DELAY_MAX
+            else None,
+            origin=self.origin if self.origin in REFERRAL_ORIGINS else "cloud_api",
+        )
+        if not (referral.source_id or referral.ctwa_clid or referral.source_url or referral.entry_point):
+            return None
+        return referral
+
+
+@dataclass
 class InboundMessage(WebhookEvent):
     """A message in a chat: received from a contact, or sent from the business's own phone
     (``from_me``)."""
@@ -80,6 +128,7 @@ class InboundMessage(WebhookEvent):
     timestamp: datetime | None = None  # UTC, naive
     from_me: bool = False
     is_group: bool = False
+    referral: AdReferral | None = None  # the ad that opened the chat (first message after a click)
 
     kind = "message"
 
@@ -96,6 +145,7 @@ class InboundMessage(WebhookEvent):
             timestamp=_timestamp(self.timestamp),
             from_me=self.from_me is True,
             is_group=self.is_group is True,
+            referral=self.referral.sanitized() if isinstance(self.referral, AdReferral) else None,
         )
 
 
@@ -200,6 +250,10 @@ def _whole(value, max_length):
     """``value`` cleaned, or None when it is empty or longer than ``max_length``."""
     value = clean_text(value)
     return value if isinstance(value, str) and 0 < len(value) <= max_length else None
+
+
+def _is_http_url(value):
+    return isinstance(value, str) and value[:8].lower().startswith(("http://", "https://"))
 
 
 def _phone(value):

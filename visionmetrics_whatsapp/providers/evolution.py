@@ -27,6 +27,7 @@ from . import register
 from .base import AUTH_BY_HEADER, WhatsAppProvider
 from .events import ConnectionUpdate, InboundMessage, QrUpdate, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError, WhatsAppSessionNotFoundError
+from .referral import baileys_referral, message_context_infos
 from .utils import (
     as_bool,
     as_dict,
@@ -431,6 +432,9 @@ class EvolutionProvider(WhatsAppProvider):
             timestamp=epoch_to_utc(data.get("messageTimestamp")),
             from_me=from_me,
             is_group=is_group,
+            # Evolution lifts the content's contextInfo to data.contextInfo (2.3); older and
+            # 2.4 builds leave it in the content only
+            referral=None if from_me else baileys_referral(data.get("contextInfo"), *message_context_infos(message)),
         )
 
     def _parse_status(self, session, data, payload):

@@ -23,6 +23,7 @@ from . import register
 from .base import AUTH_BY_SIGNATURE, SIGNATURE_INVALID, SIGNATURE_VALID, WhatsAppProvider, event_id_of
 from .events import ConnectionUpdate, InboundMessage, SessionInfo, StatusUpdate, UnknownEvent
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .referral import baileys_referral, message_context_infos
 from .utils import (
     as_bool,
     as_dict,
@@ -313,6 +314,8 @@ class WahaProvider(WhatsAppProvider):
             timestamp=epoch_to_utc(payload.get("timestamp")),
             from_me=from_me,
             is_group=is_group,
+            # NOWEB's raw Baileys message; WAHA normalizes no ad field (reference/attribution.md §1)
+            referral=None if from_me else baileys_referral(*message_context_infos(data.get("message"))),
         )
 
     def _parse_ack(self, session, payload, envelope):

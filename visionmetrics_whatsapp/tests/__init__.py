@@ -14,3 +14,4 @@ from . import test_webhook_attacks
 from . import test_conversions
 from . import test_outbound
 from . import test_i18n_pot
+from . import test_campaign

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 
 
 def dump(payload):
@@ -167,3 +168,14 @@ def zapi_received(instance, phone, text, message_id, from_me=False, momment=1632
             "text": {"message": text},
         }
     )
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "samples"
+
+
+def sample(relative, replace=None):
+    """A payload of tests/samples, its strings ``replace``d ({old: new}), as bytes."""
+    text = (SAMPLES / relative).read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    return text.encode("utf-8")
