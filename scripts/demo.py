@@ -74,8 +74,11 @@ Odoo runs at {url}: log in as admin / admin (Ctrl+C stops it).
 
 Try:
   - CRM → WhatsApp Conversations: Ana (found by her lead's token), Bruno (by his phone number),
-    Diego (a new lead), each with its messages; the replies went through the sandbox and were read.
+    Diego (a new lead), Eduarda (from an Instagram ad), Fábio (from a flyer's campaign link);
+    the replies went through the sandbox and were read, Diego's with a photo.
   - CRM → open a lead → its WhatsApp tab: the chat, and the composer to reply.
+  - CRM → Sales → WhatsApp Campaign Links: the flyer's link, its QR code and its click.
+  - CRM → Reporting → WhatsApp: conversations and leads by kind of attribution and campaign.
   - Settings → WhatsApp: the connected sandbox number; Connect shows its QR code.
   - Write to the sandbox number as a customer, from this shell:
       python3 scripts/sandbox_message.py +5511912345678 "Olá! vm_token:news-0b77e2" --name Carla

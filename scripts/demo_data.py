@@ -18,20 +18,39 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from e2e.server import Rpc  # noqa: E402 - JSON-RPC as a user; raises RuntimeError
 
-# (phone, name, text): each first message shows one kind of attribution (README, Attribution).
+# (phone, name, text, ad referral): each first message shows one kind of attribution (README,
+# "How messages become conversations and leads"); LINK_CUSTOMER's comes through a campaign link.
 CUSTOMERS = [
     # the lead's first-touch token, as its tracked link prefilled it
-    ("+5511987654321", "Ana Souza", "Oi! Quero saber dos planos 2026 vm_token:gads-7f3a9c"),
+    ("+5511987654321", "Ana Souza", "Oi! Quero saber dos planos 2026 vm_token:gads-7f3a9c", None),
     # no token: the phone number matches Bruno's lead
-    ("+5521998761234", "Bruno Lima", "Boa tarde, ainda tem a promoção de Black Friday?"),
+    ("+5521998761234", "Bruno Lima", "Boa tarde, ainda tem a promoção de Black Friday?", None),
     # nobody knows this number: a new lead
-    ("+5531991234567", "Diego Rocha", "Olá, vocês entregam em Belo Horizonte?"),
+    ("+5531991234567", "Diego Rocha", "Olá, vocês entregam em Belo Horizonte?", None),
+    # the first message after a click on a click-to-WhatsApp ad on Instagram
+    (
+        "+5541998887766",
+        "Eduarda Alves",
+        "Olá! Vi o anúncio e quero saber mais.",
+        {
+            "source_id": "120210000000000042",
+            "source_url": "https://www.instagram.com/p/C0demo2026/",
+            "source_type": "ad",
+            "headline": "Planos 2026 com 20% off",
+            "body": "Fale com a gente no WhatsApp",
+            "media_type": "image",
+            "ctwa_clid": "ARAkLkA8rmlFeiCktEJQdemo",
+        },
+    ),
 ]
+LINK_CUSTOMER = ("+5551997776655", "Fábio Costa")
+LINK = {"name": "Flyer da feira - Porto Alegre", "message": "Olá! Peguei o folheto na feira."}
 REPLIES = {
     "+5511987654321": "Olá Ana! Os planos 2026 começam em R$ 99/mês. Posso te mandar o catálogo?",
     "+5531991234567": "Oi Diego! Entregamos sim, em até 3 dias úteis. Segue o nosso catálogo.",
 }
 PHOTO_FOR = "+5531991234567"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"  # clicks of bots are not counted
 WAIT = 60  # seconds for the inbox and the outbox to apply what was sent
 
 
@@ -69,10 +88,38 @@ def connect(rpc, integration_id):
     wait(lambda: rpc("vm.whatsapp.integration", "read", [integration_id], ["state"])[0]["state"] == "connected")
 
 
-def send_inbound(rpc, integration_id, phone, text, name=None):
+def send_inbound(rpc, integration_id, phone, text, name=None, referral=None):
     """A customer's message: a signed webhook through the real route (the integration's own
-    action, as its *Send test message* button does)."""
-    rpc("vm.whatsapp.integration", "action_send_test_message", [integration_id], sender=phone, text=text, name=name)
+    action, as its *Send test message* button does); ``referral``: from an ad."""
+    rpc(
+        "vm.whatsapp.integration",
+        "action_send_test_message",
+        [integration_id],
+        sender=phone,
+        text=text,
+        name=name,
+        referral=referral,
+    )
+
+
+def campaign_link(rpc, integration_id):
+    """The demo's campaign link (made once): a flyer's QR code for an Odoo utm campaign."""
+    fields = ["message", "token", "short_url"]
+    found = rpc("vm.whatsapp.link", "search_read", [("name", "=", LINK["name"])], fields, limit=1)
+    if found:
+        return found[0]
+    campaign = rpc("utm.campaign", "search", [("name", "=", "Feira Porto Alegre 2026")], limit=1) or [
+        rpc("utm.campaign", "create", {"name": "Feira Porto Alegre 2026"})
+    ]
+    medium = rpc("utm.medium", "search", [("name", "=", "Flyer")], limit=1) or [
+        rpc("utm.medium", "create", {"name": "Flyer"})
+    ]
+    link_id = rpc(
+        "vm.whatsapp.link",
+        "create",
+        {**LINK, "integration_id": integration_id, "campaign_id": campaign[0], "medium_id": medium[0]},
+    )
+    return rpc("vm.whatsapp.link", "read", [link_id], fields)[0]
 
 
 def conversation_of(rpc, integration_id, phone):
@@ -107,11 +154,16 @@ def populate(url, db):
     if team:
         rpc("vm.whatsapp.integration", "write", [integration_id], {"team_id": team[0]})
     connect(rpc, integration_id)
+    link = campaign_link(rpc, integration_id)
+    customers = [*CUSTOMERS, (*LINK_CUSTOMER, f"{link['message']} vm_token:{link['token']}", None)]
     made = []
-    for phone, name, text in CUSTOMERS:
+    for phone, name, text, referral in customers:
         if conversation_of(rpc, integration_id, phone):
             continue
-        send_inbound(rpc, integration_id, phone, text, name)
+        if phone == LINK_CUSTOMER[0]:  # the customer scans the flyer's QR code: a click on the link
+            requests.get(link["short_url"], headers={"User-Agent": BROWSER}, allow_redirects=False, timeout=30)
+            time.sleep(3)  # ... and types the prefilled message: the report's click-to-message time
+        send_inbound(rpc, integration_id, phone, text, name, referral)
         made.append(phone)
     wait(lambda: all(conversation_of(rpc, integration_id, phone) for phone in made))
     for phone in made:

@@ -194,3 +194,25 @@ def test_unknown_event_and_unknown_state_are_not_errors(provider):
 def test_malformed_bodies_raise_payload_error(provider, body):
     with pytest.raises(WebhookPayloadError):
         provider.parse_webhook(body)
+
+
+def test_a_message_with_an_ad_referral_carries_it(provider):
+    """The sandbox takes a click-to-WhatsApp referral in the Cloud API's shape: ad attribution can
+    be tried without a Meta account (make demo does)."""
+    referral = {
+        "source_id": "120210000000000001",
+        "source_url": "https://fb.me/3cr4Wqqkw",
+        "source_type": "ad",
+        "headline": "Planos 2026",
+        "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+    }
+    body = SandboxProvider.build_message_payload("sess-1", "+5511912345678", "Oi", referral=referral)
+    (message,) = provider.parse_events(body)
+    assert (message.referral.source_id, message.referral.ctwa_clid) == ("120210000000000001", "ARAkLkA8rmlFeiCktEJQ")
+    assert message.referral.source_url == "https://fb.me/3cr4Wqqkw"
+    (plain,) = provider.parse_events(SandboxProvider.build_message_payload("sess-1", "+5511912345678", "Oi"))
+    assert plain.referral is None
+    echo = json.loads(body)
+    echo["message"]["from_me"] = True
+    (mine,) = provider.parse_events(json.dumps(echo).encode())
+    assert mine.referral is None, "a message of the business itself comes from no ad"

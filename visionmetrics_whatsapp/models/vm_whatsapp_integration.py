@@ -469,11 +469,12 @@ class VmWhatsappIntegration(models.Model):
             )
         return self._notify_user(description)
 
-    def action_send_test_message(self, sender=None, text=None, name=None):
+    def action_send_test_message(self, sender=None, text=None, name=None, referral=None):
         """Sandbox: post a signed inbound-message webhook to this integration's own webhook URL, as
         the provider would, and say what the route answered. The button sends a greeting from a
         test number; over RPC (``make demo``, scripts/sandbox_message.py) ``sender`` (a phone
-        number), ``text`` and ``name`` say who writes what."""
+        number), ``text`` and ``name`` say who writes what, and ``referral`` (a dict in the Cloud
+        API's shape) makes it the first message after a click on an ad."""
         self._check_manage_access()
         self.ensure_one()
         if not self.provider_simulates_messages:
@@ -481,6 +482,8 @@ class VmWhatsappIntegration(models.Model):
         for value in (sender, text, name):
             if value is not None and not isinstance(value, str):
                 raise UserError(self.env._("The sender, text and name of a test message are texts."))
+        if referral is not None and not isinstance(referral, dict):
+            raise UserError(self.env._("The referral of a test message is an object (source_id, source_url...)."))
         self._ensure_webhook_secret()
         provider = self._get_provider()  # with the secret just generated, if any
         body = provider.build_message_payload(
@@ -488,6 +491,7 @@ class VmWhatsappIntegration(models.Model):
             sender or SANDBOX_TEST_SENDER,
             text if text is not None else self.env._("Hello! This is a test message from the WhatsApp sandbox."),
             name=name or self.env._("Sandbox Tester"),
+            referral=referral,
         )
         url = self.sudo().webhook_url
         try:

@@ -51,6 +51,7 @@ from .events import (
     UnknownEvent,
 )
 from .exceptions import WebhookPayloadError, WhatsAppProviderError
+from .referral import cloud_api_referral
 from .utils import as_bool, as_text, digits_to_e164, epoch_to_utc, require_text
 
 SIGNATURE_HEADER = "X-VM-Signature"
@@ -160,6 +161,8 @@ class SandboxProvider(WhatsAppProvider):
             message_type=message_type if message_type in MESSAGE_TYPES else "other",
             timestamp=epoch_to_utc(message.get("timestamp")),
             from_me=as_bool(message.get("from_me")),
+            # a click-to-WhatsApp ad, in the Cloud API's shape (try ad attribution without Meta)
+            referral=None if as_bool(message.get("from_me")) else cloud_api_referral(message),
         )
 
     def _parse_status(self, session, status, payload):
@@ -210,9 +213,10 @@ class SandboxProvider(WhatsAppProvider):
     # ------------------------------------------------------------------ helpers for the addon
 
     @staticmethod
-    def build_message_payload(session, sender, text, name=None, message_id=None, timestamp=None):
+    def build_message_payload(session, sender, text, name=None, message_id=None, timestamp=None, referral=None):
         """Body (bytes) of an inbound-message webhook. ``timestamp``: datetime (naive = UTC) or
-        epoch seconds; now when omitted."""
+        epoch seconds; now when omitted. ``referral``: a click-to-WhatsApp ad's referral, as the
+        Cloud API sends it (``source_id``, ``source_url``, ``headline``, ``ctwa_clid``...)."""
         message = {
             "id": message_id or SandboxProvider.new_message_id(),
             "from": sender,
@@ -221,6 +225,8 @@ class SandboxProvider(WhatsAppProvider):
             "type": "text",
             "timestamp": _epoch_seconds(timestamp),
         }
+        if referral:
+            message["referral"] = referral
         return _dump({"event": "message", "session": session, "message": message})
 
     @staticmethod
