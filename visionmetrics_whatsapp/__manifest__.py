@@ -7,7 +7,7 @@
     "author": "VisionMetrics",
     "website": "https://visionmetrics.example",
     "license": "LGPL-3",
-    "depends": ["crm", "base_setup"],
+    "depends": ["crm", "mail", "base_setup"],
     "external_dependencies": {"python": ["cryptography", "requests", "qrcode", "phonenumbers"]},
     "data": [
         "security/vm_whatsapp_security.xml",

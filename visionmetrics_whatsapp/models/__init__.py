@@ -1,5 +1,7 @@
 from . import crm_lead
 from . import ir_http
+from . import ir_websocket
+from . import mail_message
 from . import res_company
 from . import res_config_settings
 from . import vm_whatsapp_conversation

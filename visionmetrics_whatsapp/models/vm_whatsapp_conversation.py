@@ -1,12 +1,15 @@
 import logging
+import uuid
 from collections import defaultdict
 
 from psycopg2.errors import UniqueViolation
 
 from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import mute_logger
 
 from ..tools.phone import mask, to_e164, variants
+from .access import check_records
 
 _logger = logging.getLogger(__name__)
 
@@ -18,7 +21,11 @@ class ConcurrentConversationError(Exception):
 
 class VmWhatsappConversation(models.Model):
     _name = "vm.whatsapp.conversation"
+    _inherit = ["mail.thread", "bus.listener.mixin"]
     _description = "WhatsApp Conversation"
+    # The thread shows the WhatsApp messages (mirrored as mail.message, see vm.whatsapp.message);
+    # whoever may read the conversation may answer in it (action_send_message), as its salesperson.
+    _mail_post_access = "read"
     _order = "last_message_at desc, id desc"
     _rec_name = "contact_name"
     _check_company_auto = True
@@ -41,8 +48,15 @@ class VmWhatsappConversation(models.Model):
     vm_token = fields.Char("Token", index="btree_not_null", readonly=True)
     first_message_at = fields.Datetime(readonly=True)
     last_message_at = fields.Datetime(readonly=True, index=True)
-    message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")
+    # The provider's messages (DESIGN §3), not mail.thread's: mail.thread reads its own messages by
+    # model and res_id, and the two searches that go through its message_ids are redefined below.
+    message_ids = fields.One2many(
+        "vm.whatsapp.message", "conversation_id", string="Messages", domain=[], auto_join=False
+    )
     message_count = fields.Integer(compute="_compute_message_count")
+    # chatui placeholders until outbound's branch is merged (HELPER_CONTRACTS): keep outbound's.
+    can_send_free_text = fields.Boolean(compute="_compute_can_send_free_text")
+    send_window_message = fields.Char(compute="_compute_can_send_free_text")
 
     _sql_constraints = [
         (
@@ -62,11 +76,43 @@ class VmWhatsappConversation(models.Model):
         for conversation in self:
             conversation.message_count = counts.get(conversation, 0)
 
+    @api.depends("integration_id.state")
+    def _compute_can_send_free_text(self):
+        # chatui placeholder until outbound's branch is merged (HELPER_CONTRACTS): keep outbound's.
+        for conversation in self:
+            connected = conversation.integration_id.state == "connected"
+            conversation.can_send_free_text = connected
+            conversation.send_window_message = (
+                False if connected else self.env._("The WhatsApp number is not connected: connect it to reply.")
+            )
+
+    def _search_message_needaction(self, operator, operand):
+        # mail.thread's goes through message_ids, which are here the provider's messages
+        return self._search_mail_messages(operator, operand, [("needaction", "=", True)])
+
+    def _search_message_has_error(self, operator, operand):
+        return self._search_mail_messages(
+            operator, operand, [("has_error", "=", True), ("author_id", "=", self.env.user.partner_id.id)]
+        )
+
+    def _search_mail_messages(self, operator, operand, domain):
+        if operator not in ("=", "!=") or not isinstance(operand, bool):
+            raise UserError(self.env._("Operation not supported"))
+        messages = self.env["mail.message"]._search([("model", "=", self._name), *domain])
+        positive = (operator == "=") == operand
+        return [("id", "in" if positive else "not in", messages.subselect("res_id"))]
+
     def _compute_display_name(self):
         for conversation in self:
             conversation.display_name = (
                 conversation.contact_name or conversation.contact_phone or conversation.contact_identity or ""
             )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        # No creation note, follower or tracking per conversation: the inbox creates them by batch.
+        quiet = self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True, tracking_disable=True)
+        return super(VmWhatsappConversation, quiet).create(vals_list).with_env(self.env)
 
     def action_open_lead(self):
         self.ensure_one()
@@ -76,6 +122,101 @@ class VmWhatsappConversation(models.Model):
             "res_id": self.lead_id.id,
             "view_mode": "form",
         }
+
+    def action_send_message(self, body, attachment_ids=None):
+        """Queue an outbound message from the current user: its id (DESIGN §10).
+
+        chatui placeholder until outbound's branch is merged (HELPER_CONTRACTS): keep outbound's.
+        It only stores the pending message (nothing sends it); one attachment at most."""
+        self.ensure_one()
+        check_records(self, "read")
+        if not self.can_send_free_text:
+            raise UserError(self.send_window_message)
+        body = (body or "").strip()
+        attachments = self._composer_attachments(attachment_ids or [])
+        if not body and not attachments:
+            raise UserError(self.env._("Write a message or attach a file to send."))
+        if len(attachments) > 1:
+            raise UserError(self.env._("Send one file per message."))
+        mimetype = attachments.mimetype or ""
+        kind = next((k for k in ("image", "audio", "video") if mimetype.startswith(k + "/")), "document")
+        now = fields.Datetime.now()
+        message = (
+            self.env["vm.whatsapp.message"]
+            .sudo()
+            .create(
+                {
+                    "conversation_id": self.id,
+                    "external_id": f"vm-pending-{uuid.uuid4().hex}",
+                    "direction": "outbound",
+                    "message_type": kind if attachments else "text",
+                    "body": body or False,
+                    "attachment_id": attachments.id,
+                    "sent_at": now,
+                    "status": "pending",
+                    "author_id": self.env.uid,
+                }
+            )
+        )
+        attachments.sudo().write({"res_model": message._name, "res_id": message.id})
+        self.sudo().last_message_at = now
+        return message.id
+
+    def _composer_attachments(self, attachment_ids):
+        """The attachments the current user uploaded in this conversation's composer; an
+        AccessError for any other (another user's, another record's)."""
+        ids = list(dict.fromkeys(int(i) for i in attachment_ids))
+        attachments = self.env["ir.attachment"].sudo().browse(ids).exists()
+        placements = (("mail.compose.message", 0), (self._name, self.id))
+        if len(attachments) != len(ids) or any(
+            attachment.create_uid != self.env.user or (attachment.res_model, attachment.res_id) not in placements
+            for attachment in attachments
+        ):
+            raise AccessError(self.env._("You can only send the files you attached to this conversation."))
+        return attachments
+
+    # ------------------------------------------------------------------ thread (web client)
+
+    def _thread_to_store(self, store, /, *, fields=None, request_list=None):
+        super()._thread_to_store(store, fields=fields, request_list=request_list)
+        if request_list and "vm_whatsapp" in request_list:
+            for conversation in self:
+                store.add(conversation, {"vm_whatsapp": conversation._composer_state()}, as_thread=True)
+
+    def _composer_state(self):
+        self.ensure_one()
+        return {
+            "can_send": self.can_send_free_text,
+            "reason": self.send_window_message or False,
+            "integration": self.integration_id.display_name,
+            "phone": self.contact_phone or False,
+        }
+
+    def _message_update_content(self, message, body, *args, **kwargs):
+        if message.vm_whatsapp_message_id:
+            raise UserError(self.env._("A WhatsApp message cannot be edited or deleted once sent."))
+        return super()._message_update_content(message, body, *args, **kwargs)
+
+    def _notify_users(self):
+        """Who is told of this conversation's inbound messages: the lead's salesperson, else the
+        members of the lead's sales team (else the integration's), among the internal users who
+        may read the conversation."""
+        self.ensure_one()
+        lead = self.lead_id
+        users = lead.user_id
+        if not users:
+            team = lead.team_id
+            if not team and "team_id" in self.integration_id._fields:
+                team = self.integration_id.team_id
+            users = team.member_ids
+        return users.filtered(
+            lambda user: (
+                user.active
+                and not user.share
+                and self.company_id in user.company_ids
+                and user.has_group("visionmetrics_whatsapp.group_whatsapp_user")
+            )
+        )
 
     # ------------------------------------------------------------------ inbox
 
@@ -178,6 +319,8 @@ class VmWhatsappConversation(models.Model):
             if vals:
                 conversation.write(vals)
         self._attribute_all(tokens)
+        inbound = [message.id for _conversation, message, _event in stored if message.direction == "inbound"]
+        self.env["vm.whatsapp.message"].browse(inbound)._notify_users()
 
     @api.model
     def _attribute_all(self, tokens):

@@ -11,3 +11,4 @@ from . import test_access
 from . import test_provider_registry
 from . import test_provider_zapi
 from . import test_webhook_attacks
+from . import test_chat
