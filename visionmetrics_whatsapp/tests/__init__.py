@@ -12,3 +12,4 @@ from . import test_provider_registry
 from . import test_provider_zapi
 from . import test_webhook_attacks
 from . import test_chat
+from . import test_chat_tour

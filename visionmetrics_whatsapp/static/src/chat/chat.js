@@ -29,6 +29,7 @@ export class WhatsappChat extends Component {
         this.busService = this.env.services.bus_service;
         this.state = useState({ conversations: [], threadId: false, thread: undefined });
         this.channel = false;
+        this.stickToBottom = true;
         // A thread outside a chatter: the Thread fetches its own messages.
         useSubEnv({ inChatter: false, chatter: undefined, inVmWhatsappChat: true });
         this.onBusNotification = this.onBusNotification.bind(this);
@@ -93,6 +94,7 @@ export class WhatsappChat extends Component {
         if (this.channel) {
             this.busService.deleteChannel(this.channel);
             this.channel = false;
+        this.stickToBottom = true;
         }
     }
 
@@ -106,6 +108,21 @@ export class WhatsappChat extends Component {
             // fetched as the thread fetches (and marked read for the user, who has it open)
             thread.fetchNewMessages();
             thread.fetchData(["vm_whatsapp"]);
+        }
+    }
+
+    /** Files (a photo) that load after the thread scrolled to its newest message keep it there. */
+    onMediaLoaded(ev) {
+        const thread = ev.currentTarget.querySelector(".o-mail-Thread");
+        if (thread && this.stickToBottom) {
+            thread.scrollTop = thread.scrollHeight;
+        }
+    }
+
+    onThreadScroll(ev) {
+        const el = ev.target;
+        if (el.classList?.contains("o-mail-Thread")) {
+            this.stickToBottom = el.scrollTop + el.clientHeight >= el.scrollHeight - 40;
         }
     }
 

@@ -1,3 +1,4 @@
+import { Attachment } from "@mail/core/common/attachment_model";
 import { Message } from "@mail/core/common/message";
 import { Message as MessageModel } from "@mail/core/common/message_model";
 import { _t } from "@web/core/l10n/translation";
@@ -24,6 +25,13 @@ patch(MessageModel.prototype, {
             return this.vm_whatsapp.direction === "outbound" ? "green" : "blue";
         }
         return super.bubbleColor;
+    },
+});
+
+patch(Attachment.prototype, {
+    /** A file sent or received on WhatsApp stays with its message. */
+    get isDeletable() {
+        return this.message?.vm_whatsapp ? false : super.isDeletable;
     },
 });
 
