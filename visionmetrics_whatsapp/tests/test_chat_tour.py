@@ -28,7 +28,7 @@ class TestChatTour(WebsocketCase, WhatsAppHttpCase):
         self._post_signed(integration, body)
         conversation = integration.conversation_ids
         conversation.write({"lead_id": lead.id, "attribution": "manual"})
-        self.assertEqual(conversation.message_ids.mail_message_ids.mapped("body"), ["<p>Quanto custa o sofá?</p>"])
+        self.assertEqual(conversation.message_ids.mail_message_ids.vm_whatsapp_message_id.body, "Quanto custa o sofá?")
 
         customer = threading.Thread(target=self._customer_answers, args=(integration.id, conversation.id))
         customer.start()
