@@ -1,12 +1,12 @@
 {
     "name": "VisionMetrics WhatsApp",
-    "version": "18.0.1.4.0",
+    "version": "18.0.1.5.0",
     "category": "Sales/CRM",
     "summary": "Connect each company's WhatsApp number and attribute inbound conversations to CRM leads",
     "author": "VisionMetrics",
     "website": "https://visionmetrics.example",
     "license": "LGPL-3",
-    "depends": ["crm", "base_setup", "utm", "link_tracker"],
+    "depends": ["crm", "mail", "base_setup", "utm", "link_tracker"],
     "external_dependencies": {"python": ["cryptography", "requests", "qrcode", "phonenumbers"]},
     "data": [
         "security/vm_whatsapp_security.xml",

@@ -2,6 +2,8 @@ from . import crm_lead
 from . import crm_lead_conversions
 from . import ir_http
 from . import link_tracker
+from . import ir_websocket
+from . import mail_message
 from . import res_company
 from . import res_config_settings
 from . import utm_campaign

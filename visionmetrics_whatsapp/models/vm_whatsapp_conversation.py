@@ -38,7 +38,11 @@ class ConcurrentConversationError(Exception):
 
 class VmWhatsappConversation(models.Model):
     _name = "vm.whatsapp.conversation"
+    _inherit = ["mail.thread", "bus.listener.mixin"]
     _description = "WhatsApp Conversation"
+    # The thread shows the WhatsApp messages (mirrored as mail.message, see vm.whatsapp.message);
+    # whoever may read the conversation may answer in it (action_send_message), as its salesperson.
+    _mail_post_access = "read"
     _order = "last_message_at desc, id desc"
     _rec_name = "contact_name"
     _check_company_auto = True
@@ -88,7 +92,11 @@ class VmWhatsappConversation(models.Model):
     )
     first_message_at = fields.Datetime(readonly=True, index=True)  # the reports' period
     last_message_at = fields.Datetime(readonly=True, index=True)
-    message_ids = fields.One2many("vm.whatsapp.message", "conversation_id", string="Messages")
+    # The provider's messages (DESIGN §3), not mail.thread's: mail.thread reads its own messages by
+    # model and res_id, and the two searches that go through its message_ids are redefined below.
+    message_ids = fields.One2many(
+        "vm.whatsapp.message", "conversation_id", string="Messages", domain=[], auto_join=False
+    )
     message_count = fields.Integer(compute="_compute_message_count")
     can_send_free_text = fields.Boolean(
         "Can Reply", compute="_compute_can_send_free_text", help="Whether a free-form reply can be sent now."
@@ -160,11 +168,33 @@ class VmWhatsappConversation(models.Model):
             )
         return None
 
+    def _search_message_needaction(self, operator, operand):
+        # mail.thread's goes through message_ids, which are here the provider's messages
+        return self._search_mail_messages(operator, operand, [("needaction", "=", True)])
+
+    def _search_message_has_error(self, operator, operand):
+        return self._search_mail_messages(
+            operator, operand, [("has_error", "=", True), ("author_id", "=", self.env.user.partner_id.id)]
+        )
+
+    def _search_mail_messages(self, operator, operand, domain):
+        if operator not in ("=", "!=") or not isinstance(operand, bool):
+            raise UserError(self.env._("Operation not supported"))
+        messages = self.env["mail.message"]._search([("model", "=", self._name), *domain])
+        positive = (operator == "=") == operand
+        return [("id", "in" if positive else "not in", messages.subselect("res_id"))]
+
     def _compute_display_name(self):
         for conversation in self:
             conversation.display_name = (
                 conversation.contact_name or conversation.contact_phone or conversation.contact_identity or ""
             )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        # No creation note, follower or tracking per conversation: the inbox creates them by batch.
+        quiet = self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True, tracking_disable=True)
+        return super(VmWhatsappConversation, quiet).create(vals_list).with_env(self.env)
 
     def action_open_lead(self):
         self.ensure_one()
@@ -285,6 +315,49 @@ class VmWhatsappConversation(models.Model):
             else:
                 message.attachment_id = attachment.copy(vals)
 
+    # ------------------------------------------------------------------ thread (web client)
+
+    def _thread_to_store(self, store, /, *, fields=None, request_list=None):
+        super()._thread_to_store(store, fields=fields, request_list=request_list)
+        if request_list and "vm_whatsapp" in request_list:
+            for conversation in self:
+                store.add(conversation, {"vm_whatsapp": conversation._composer_state()}, as_thread=True)
+
+    def _composer_state(self):
+        self.ensure_one()
+        return {
+            "can_send": self.can_send_free_text,
+            "reason": self.send_window_message or False,
+            "integration": self.integration_id.display_name,
+            "phone": self.contact_phone or False,
+        }
+
+    def _message_update_content(self, message, body, *args, **kwargs):
+        if message.vm_whatsapp_message_id:
+            raise UserError(self.env._("A WhatsApp message cannot be edited or deleted once sent."))
+        return super()._message_update_content(message, body, *args, **kwargs)
+
+    def _notify_users(self):
+        """Who is told of this conversation's inbound messages: the lead's salesperson, else the
+        members of the lead's sales team (else the integration's), among the internal users who
+        may read the conversation."""
+        self.ensure_one()
+        lead = self.lead_id
+        users = lead.user_id
+        if not users:
+            team = lead.team_id
+            if not team and "team_id" in self.integration_id._fields:
+                team = self.integration_id.team_id
+            users = team.member_ids
+        return users.filtered(
+            lambda user: (
+                user.active
+                and not user.share
+                and self.company_id in user.company_ids
+                and user.has_group("visionmetrics_whatsapp.group_whatsapp_user")
+            )
+        )
+
     # ------------------------------------------------------------------ inbox
 
     @api.model
@@ -399,6 +472,8 @@ class VmWhatsappConversation(models.Model):
             if vals:
                 conversation.write(vals)
         self._attribute_all(tokens, referrals)
+        inbound = [message.id for _conversation, message, _event in stored if message.direction == "inbound"]
+        self.env["vm.whatsapp.message"].browse(inbound)._notify_users()
 
     @api.model
     def _attribute_all(self, tokens, referrals=None):

@@ -1,11 +1,16 @@
 import json
 import logging
+from collections import defaultdict
+from urllib.parse import quote
 
+from markupsafe import Markup
 from psycopg2.errors import UniqueViolation
 
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
+from odoo.addons.mail.tools.discuss import Store
 from odoo.exceptions import UserError
-from odoo.tools import mute_logger
+from odoo.tools import mute_logger, plaintext2html
+from odoo.tools.mail import generate_tracking_message_id
 
 from ..providers import WhatsAppProviderError, WhatsAppProviderRetryableError
 from ..tools.text import REASON_MAX_LENGTH, clean_text
@@ -112,6 +117,8 @@ class VmWhatsappMessage(models.Model):
     attempt_count = fields.Integer("Send Attempts", readonly=True, copy=False)
     next_attempt_at = fields.Datetime("Next Attempt", readonly=True, copy=False)
     sending_started_at = fields.Datetime(readonly=True, copy=False)
+    # the mail.message that shows the message in its conversation's thread (mail_message.py)
+    mail_message_ids = fields.One2many("mail.message", "vm_whatsapp_message_id", readonly=True)
 
     _sql_constraints = [
         (
@@ -130,6 +137,24 @@ class VmWhatsappMessage(models.Model):
         for message in self:
             message.integration_id = message.conversation_id.integration_id
             message.company_id = message.conversation_id.company_id
+
+    # Fields the thread shows: a change is sent to the open threads (_queue_thread_update).
+    _THREAD_FIELDS = frozenset(["status", "failure_reason", "status_error", "attachment_id", "media_state", "body"])
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        messages = super().create(vals_list)
+        messages._mirror_in_threads()
+        return messages
+
+    def write(self, vals):
+        result = super().write(vals)
+        if vals.get("attachment_id"):
+            for message in self:
+                message.mail_message_ids.sudo().write({"attachment_ids": [Command.link(message.attachment_id.id)]})
+        if not self._THREAD_FIELDS.isdisjoint(vals):
+            self._queue_thread_update("update")
+        return result
 
     @api.model
     def _prepare_vals_from_event(self, conversation, event, log):
@@ -152,6 +177,137 @@ class VmWhatsappMessage(models.Model):
             if conversation.integration_id.provider_downloads_media:
                 vals["media_state"] = "pending"
         return vals
+
+    # ------------------------------------------------------------------ thread
+
+    def _mirror_in_threads(self):
+        """Show the messages in their conversations' threads: one mail.message each, created
+        together, with no follower and no notification (the inbox's batch makes one create);
+        then queue what the open threads learn (_send_thread_updates). The users are notified
+        by the inbox once the batch's conversations have their leads (_notify_users)."""
+        if not self:
+            return
+        subtype_id = self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
+        self.env["mail.message"].sudo().create([message._mail_message_vals(subtype_id) for message in self])
+        self._queue_thread_update("new")
+
+    def _mail_message_vals(self, subtype_id):
+        conversation = self.conversation_id
+        if self.direction == "inbound":
+            author = conversation.partner_id
+            name = conversation.contact_name or conversation.contact_phone or conversation.contact_identity
+        else:
+            author = self.author_id.partner_id
+            name = conversation.integration_id.name
+        return {
+            "model": conversation._name,
+            "res_id": conversation.id,
+            "record_name": conversation.display_name,
+            "message_type": "comment",
+            "subtype_id": subtype_id,
+            # no body: the text is the provider record's, rendered by mail.message._to_store (an
+            # HTML body would be sanitized twice per message, a third of the mirror's cost)
+            "author_id": author.id,
+            "email_from": author.email_formatted if author else name,
+            "reply_to": False,
+            "message_id": generate_tracking_message_id("vm-whatsapp"),
+            "date": self.sent_at or fields.Datetime.now(),
+            "attachment_ids": [Command.link(self.attachment_id.id)] if self.attachment_id else [],
+            "vm_whatsapp_message_id": self.id,
+        }
+
+    def _thread_body(self):
+        return plaintext2html(self.body) if self.body else Markup()
+
+    def _thread_data(self):
+        """What the thread shows of a message besides its text and files (message_patch.js)."""
+        self.ensure_one()
+        location = self.message_type == "location" and self.body
+        return {
+            "id": self.id,
+            "direction": self.direction,
+            "status": self.status,
+            "message_type": self.message_type,
+            "failure_reason": self.failure_reason or self.status_error or False,
+            "media_state": self.media_state or False,
+            "location_url": f"https://www.google.com/maps/search/?api=1&query={quote(location)}" if location else False,
+        }
+
+    def _queue_thread_update(self, kind):
+        """Remember messages that are new or changed, for _send_thread_updates, which runs with
+        the precommit hooks: at commit, and when a savepoint closes (Odoo flushes there). A
+        savepoint rolled back drops what was queued in it, and the bus notifications inserted
+        in it."""
+        data = self.env.cr.precommit.data
+        if "vm.whatsapp.thread" not in data:
+            data["vm.whatsapp.thread"] = {"new": set(), "update": set()}
+            env = self.env
+            self.env.cr.precommit.add(lambda: env["vm.whatsapp.message"]._send_thread_updates())
+        data["vm.whatsapp.thread"][kind].update(self.ids)
+
+    @api.model
+    def _send_thread_updates(self):
+        """Send every open thread its new and changed messages: one bus notification per
+        conversation for all the messages queued. It carries what the ticks show and the ids
+        of the new messages, which the open thread fetches (a rendering of each message here
+        would cost the inbox more than the message itself)."""
+        queued = self.env.cr.precommit.data.pop("vm.whatsapp.thread", None)
+        if not queued:
+            return
+        Message = self.sudo()
+        new = Message.browse(sorted(queued["new"])).exists()
+        changed = Message.browse(sorted(queued["update"] - queued["new"])).exists()
+        by_conversation = defaultdict(list)
+        for message in new | changed:
+            by_conversation[message.conversation_id].append(message)
+        for conversation, messages in by_conversation.items():
+            new_ids = [mail.id for message in messages if message in new for mail in message.mail_message_ids]
+            conversation._bus_send(
+                "vm.whatsapp/thread",
+                {
+                    "thread_id": conversation.id,
+                    "new_message_ids": new_ids,
+                    "data": {
+                        "mail.message": [
+                            {"id": mail_message.id, "vm_whatsapp": message._thread_data()}
+                            for message in messages
+                            for mail_message in message.mail_message_ids
+                        ]
+                    },
+                },
+            )
+        self.env.flush_all()  # precommit hooks run after the transaction's last flush
+
+    def _notify_users(self):
+        """An Odoo notification (Discuss inbox, needaction) of each message to the users of its
+        conversation (the salesperson, else the sales team): one create for all, then one bus
+        notification per user and message, which updates their inbox counter."""
+        notifications, sends = [], []
+        for conversation in self.conversation_id:
+            users = conversation._notify_users()
+            for message in self.filtered(lambda m, c=conversation: m.conversation_id == c):
+                for mail_message in message.mail_message_ids:
+                    notifications.extend(
+                        {
+                            "author_id": mail_message.author_id.id,
+                            "mail_message_id": mail_message.id,
+                            "notification_status": "sent",
+                            "notification_type": "inbox",
+                            "res_partner_id": user.partner_id.id,
+                        }
+                        for user in users
+                    )
+                    sends.extend((user, mail_message) for user in users)
+        if not notifications:
+            return
+        self.env["mail.notification"].sudo().create(notifications)
+        payloads = {}
+        for user, mail_message in sends:
+            if mail_message not in payloads:
+                payloads[mail_message] = Store(mail_message).get_result()
+                for values in payloads[mail_message].get("mail.message", []):
+                    values["needaction"] = True
+            user._bus_send("mail.message/inbox", payloads[mail_message])
 
     # ------------------------------------------------------------------ inbox
 

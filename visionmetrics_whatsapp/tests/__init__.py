@@ -15,3 +15,5 @@ from . import test_conversions
 from . import test_outbound
 from . import test_i18n_pot
 from . import test_campaign
+from . import test_chat
+from . import test_chat_tour
