@@ -47,7 +47,8 @@ USERS = {"admin": "admin"}
 # One row per picture.
 #   name      file name (name.png) and the name to pick it from the command line
 #   url       a path of the web client; {record} is replaced by the id of `record`
-#   record    optional external id of a record, e.g. for a form: "module.xml_id"
+#   record    optional external id of a record, e.g. for a form: "module.xml_id"; or
+#   find      optional (model, domain): the first record found (what make demo made has no xml id)
 #   wait_for  CSS selector that must be visible before the picture is taken
 #   click     optional CSS selectors clicked in turn once the page shows them (a tab, a button)
 #   scroll_to optional CSS selector scrolled into view first
@@ -74,6 +75,39 @@ PAGES = [
         "wait_for": ".o_form_view .o_field_widget[name='first_touch_token'] input",
         "scroll_to": ".o_notebook",
     },
+    {
+        "name": "lead_chat",
+        "url": "/odoo/action-crm.crm_lead_all_leads/{record}",
+        "find": ("crm.lead", [("contact_name", "=", "Diego Rocha")]),
+        "wait_for": ".o_vm_whatsapp_chat .o-mail-Message",
+    },
+    {
+        "name": "conversation_list",
+        "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_conversation_action",
+        "wait_for": ".o_list_view .o_data_row",
+    },
+    {
+        "name": "conversation_chat",
+        "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_conversation_action/{record}",
+        "find": ("vm.whatsapp.conversation", [("contact_name", "=", "Ana Souza")]),
+        "wait_for": ".o_vm_whatsapp_chat .o-mail-Message",
+    },
+    {
+        "name": "campaign_link",
+        "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_link_action/{record}",
+        "find": ("vm.whatsapp.link", []),
+        "wait_for": ".o_form_view .o_field_widget[name='short_url']",
+    },
+    {
+        "name": "report_conversations",
+        "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_conversation_report_action",
+        "wait_for": ".o_graph_renderer canvas, .o_pivot",
+    },
+    {
+        "name": "webhook_logs",
+        "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_webhook_log_action",
+        "wait_for": ".o_list_view .o_data_row",
+    },
 ]
 
 
@@ -93,6 +127,12 @@ class Odoo:
         if answer.get("error"):
             raise SystemExit(f"{path}: {answer['error'].get('data', {}).get('message') or answer['error']}")
         return answer.get("result")
+
+    def find(self, model, domain):
+        ids = self.call("/web/dataset/call_kw", model=model, method="search", args=[domain], kwargs={"limit": 1})
+        if not ids:
+            raise SystemExit(f"No {model} matching {domain} (run make demo first)")
+        return ids[0]
 
     def xmlid_to_id(self, xmlid):
         module, name = xmlid.split(".", 1)
@@ -230,7 +270,8 @@ def shoot(browser, odoo, url, page):
     browser.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
     path = page["url"]
     if "{record}" in path:
-        path = path.format(record=odoo.xmlid_to_id(page["record"]))
+        record = odoo.find(*page["find"]) if page.get("find") else odoo.xmlid_to_id(page["record"])
+        path = path.format(record=record)
     browser.send("Page.navigate", url=url + path)
     for selector in page.get("click", []):
         browser.wait(visible(selector), selector)

@@ -318,14 +318,16 @@ class TestChatRights(ChatFixtures, WhatsAppCase):
         with self.assertRaises(AccessError):
             self.conversation_b.with_user(self.seller).action_send_message("oi")
 
-    def test_only_the_files_the_user_attached_here_are_sent(self):
+    def test_only_the_files_the_user_can_open_are_sent(self):
         Attachment = self.env["ir.attachment"]
         mine = Attachment.with_user(self.seller).create(
             {"name": "a.pdf", "raw": b"%PDF", "res_model": "mail.compose.message", "res_id": 0}
         )
-        other_record = Attachment.create({"name": "b.pdf", "raw": b"%PDF", "res_model": "res.partner", "res_id": 1})
+        other_company = Attachment.create(
+            {"name": "b.pdf", "raw": b"%PDF", "res_model": self.conversation_b._name, "res_id": self.conversation_b.id}
+        )
         with self.assertRaises(AccessError):
-            self.conversation.with_user(self.seller).action_send_message("", [other_record.id])
+            self.conversation.with_user(self.seller).action_send_message("", [other_company.id])
         with self.assertRaises(AccessError):
             self.conversation.with_user(self.teammate).action_send_message("", [mine.id])
         message_id = self.conversation.with_user(self.seller).action_send_message("contrato", [mine.id])
