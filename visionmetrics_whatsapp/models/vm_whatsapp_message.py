@@ -283,9 +283,14 @@ class VmWhatsappMessage(models.Model):
         conversation (the salesperson, else the sales team): one create for all, then one bus
         notification per user and message, which updates their inbox counter."""
         notifications, sends = [], []
-        for conversation in self.conversation_id:
+        by_conversation = defaultdict(list)
+        for message in self:
+            by_conversation[message.conversation_id].append(message)
+        for conversation, messages in by_conversation.items():
             users = conversation._notify_users()
-            for message in self.filtered(lambda m, c=conversation: m.conversation_id == c):
+            if not users:
+                continue
+            for message in messages:
                 for mail_message in message.mail_message_ids:
                     notifications.extend(
                         {
