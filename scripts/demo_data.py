@@ -140,7 +140,7 @@ def catalogue_png():
     draw = ImageDraw.Draw(image)
     draw.rectangle((40, 40, 600, 360), outline=(255, 255, 255), width=6)
     draw.text((80, 120), "VisionMetrics", fill=(255, 255, 255))
-    draw.text((80, 200), "Catálogo 2026 - planos a partir de R$ 99/mês", fill=(255, 255, 255))
+    draw.text((80, 200), "Catalogo 2026 - planos a partir de R$ 99 por mes", fill=(255, 255, 255))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

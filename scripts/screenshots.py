@@ -80,6 +80,7 @@ PAGES = [
         "url": "/odoo/action-crm.crm_lead_all_leads/{record}",
         "find": ("crm.lead", [("contact_name", "=", "Diego Rocha")]),
         "wait_for": ".o_vm_whatsapp_chat .o-mail-Message",
+        "viewport": (1280, 1400),
     },
     {
         "name": "conversation_list",
@@ -91,6 +92,7 @@ PAGES = [
         "url": "/odoo/action-visionmetrics_whatsapp.vm_whatsapp_conversation_action/{record}",
         "find": ("vm.whatsapp.conversation", [("contact_name", "=", "Ana Souza")]),
         "wait_for": ".o_vm_whatsapp_chat .o-mail-Message",
+        "viewport": (1280, 1000),
     },
     {
         "name": "campaign_link",
