@@ -1,3 +1,4 @@
+from . import access  # first: the models inherit its vm.whatsapp.company.guard
 from . import crm_lead
 from . import crm_lead_conversions
 from . import ir_http

@@ -6,7 +6,8 @@ belong to the companies the user works in. The errors name no record, since the 
 may be another company's (Odoo's own record-rule errors list them for users in debug mode).
 """
 
-from odoo.exceptions import AccessError
+from odoo import models
+from odoo.exceptions import AccessError, UserError
 
 MANAGER_GROUP = "visionmetrics_whatsapp.group_whatsapp_manager"
 SETTINGS_GROUP = "base.group_system"
@@ -39,3 +40,18 @@ def check_company(env, company):
 
 def _company_error(env):
     return AccessError(env._("You can only act on the WhatsApp records of the companies you are working in."))
+
+
+class VmWhatsappCompanyGuard(models.AbstractModel):
+    """Inherited by the addon's models: a relation to a record of a company the record does not
+    belong to is refused without naming either (Odoo's own error lists the records' names, and
+    the related one may be another company's, e.g. an integration given to a campaign link)."""
+
+    _name = "vm.whatsapp.company.guard"
+    _description = "WhatsApp: company checks that name no record"
+
+    def _check_company(self, fnames=None):
+        try:
+            super()._check_company(fnames)
+        except UserError:
+            raise _company_error(self.env) from None

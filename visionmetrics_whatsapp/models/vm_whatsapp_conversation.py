@@ -38,7 +38,7 @@ class ConcurrentConversationError(Exception):
 
 class VmWhatsappConversation(models.Model):
     _name = "vm.whatsapp.conversation"
-    _inherit = ["mail.thread", "bus.listener.mixin"]
+    _inherit = ["mail.thread", "bus.listener.mixin", "vm.whatsapp.company.guard"]
     _description = "WhatsApp Conversation"
     # The thread shows the WhatsApp messages (mirrored as mail.message, see vm.whatsapp.message);
     # whoever may read the conversation may answer in it (action_send_message), as its salesperson.

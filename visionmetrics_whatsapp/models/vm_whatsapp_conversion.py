@@ -51,6 +51,7 @@ def retry_delay(attempt):
 
 class VmWhatsappConversion(models.Model):
     _name = "vm.whatsapp.conversion"
+    _inherit = ["vm.whatsapp.company.guard"]
     _description = "WhatsApp Conversion Sent to Meta"
     _order = "id desc"
     _check_company_auto = True

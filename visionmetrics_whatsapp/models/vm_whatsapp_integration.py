@@ -31,6 +31,7 @@ def _capability_field(string):
 
 class VmWhatsappIntegration(models.Model):
     _name = "vm.whatsapp.integration"
+    _inherit = ["vm.whatsapp.company.guard"]
     _description = "WhatsApp Integration"
     _order = "company_id, name, id"
     _check_company_auto = True

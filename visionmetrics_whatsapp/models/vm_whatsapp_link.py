@@ -6,6 +6,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..tools.phone import to_e164
+from . import access
 
 TOKEN_MAX_LENGTH = 12  # customers see the token in their draft
 TOKEN_RE = re.compile(rf"[A-Za-z0-9-]{{1,{TOKEN_MAX_LENGTH}}}")  # what tools.token.extract_token reads
@@ -16,6 +17,7 @@ TOKEN_LENGTH = 8  # 31^8 ≈ 8.5e11 tokens
 
 class VmWhatsappLink(models.Model):
     _name = "vm.whatsapp.link"
+    _inherit = ["vm.whatsapp.company.guard"]
     _description = "WhatsApp Campaign Link"
     _order = "id desc"
     _check_company_auto = True
@@ -165,6 +167,7 @@ class VmWhatsappLink(models.Model):
 
     def _qr_action(self, fmt):
         self.ensure_one()
+        access.check_records(self, "read")
         if not self.short_url:
             raise UserError(self.env._("Give the link a WhatsApp number first: it has no short URL yet."))
         return {"type": "ir.actions.act_url", "url": f"/vm_whatsapp/link/{self.id}/qr.{fmt}", "target": "download"}

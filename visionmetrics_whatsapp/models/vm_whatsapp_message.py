@@ -45,6 +45,7 @@ _FROM_CONVERSATION = {
 
 class VmWhatsappMessage(models.Model):
     _name = "vm.whatsapp.message"
+    _inherit = ["vm.whatsapp.company.guard"]
     _description = "WhatsApp Message"
     _order = "sent_at desc, id desc"
     _rec_name = "external_id"

@@ -60,6 +60,7 @@ def provider_png(image):
 
 class VmWhatsappSession(models.Model):
     _name = "vm.whatsapp.session"
+    _inherit = ["vm.whatsapp.company.guard"]
     _description = "WhatsApp Connection Session"
     _order = "create_date desc, id desc"
     _check_company_auto = True

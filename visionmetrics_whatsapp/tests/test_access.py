@@ -120,6 +120,27 @@ class TestAccess(AccessFixtures, WhatsAppCase):
             provider_call.assert_not_called()
         self.assertFalse(self.integration_b.session_ids)
 
+    def test_a_relation_to_another_company_is_refused_without_naming_it(self):
+        """Odoo's own company check lists the records' names: company B's integration name
+        would reach company A's administrator."""
+        Link = self.env["vm.whatsapp.link"].with_user(self.admin_a)
+        with self.assertRaises(AccessError) as refused:
+            Link.create({"name": "steal", "integration_id": self.integration_b.id, "phone_number": "+5511912345670"})
+        self.assertNotIn(B_NAME, str(refused.exception))
+        link = Link.create({"name": "ours", "integration_id": self.integration_a.id, "phone_number": "+5511912345671"})
+        with self.assertRaises(AccessError) as refused:
+            link.write({"integration_id": self.integration_b.id})
+        self.assertNotIn(B_NAME, str(refused.exception))
+
+    def test_qr_code_actions_are_for_readers_of_the_link(self):
+        link_b = self.env["vm.whatsapp.link"].create(
+            {"name": "B", "integration_id": self.integration_b.id, "company_id": self.company_b.id,
+             "phone_number": "+5511912345672"}
+        )  # fmt: skip
+        for method in ("action_download_qr_png", "action_download_qr_svg"):
+            with self.subTest(method=method):
+                self._assert_refused(getattr(link_b.with_user(self.salesperson_a), method))
+
     def test_connect_wizard_cannot_point_at_another_company(self):
         # Its related fields (webhook URL and token, state, provider messages) are read as superuser.
         Wizard = self.env["vm.whatsapp.connect.wizard"].with_user(self.admin_a)
