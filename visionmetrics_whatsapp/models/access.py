@@ -50,7 +50,7 @@ class VmWhatsappCompanyGuard(models.AbstractModel):
     _name = "vm.whatsapp.company.guard"
     _description = "WhatsApp: company checks that name no record"
 
-    def _check_company(self, fnames=None):
+    def _check_company(self, fnames=None):  # pylint: disable=missing-return
         try:
             super()._check_company(fnames)
         except UserError:

@@ -10,6 +10,8 @@ CONVERSION_FIELDS = frozenset({"stage_id", "probability", "active"})
 
 
 class CrmLead(models.Model):
+    # the conversions room's part of crm.lead (vm.whatsapp.conversion)
+    # pylint: disable-next=consider-merging-classes-inherited
     _inherit = "crm.lead"
 
     whatsapp_conversion_ids = fields.One2many(

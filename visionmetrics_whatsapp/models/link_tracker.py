@@ -5,7 +5,7 @@ class LinkTracker(models.Model):
     _inherit = "link.tracker"
 
     @api.depends("url")
-    def _compute_redirected_url(self):
+    def _compute_redirected_url(self):  # pylint: disable=missing-return
         """A campaign link's tracker redirects to its wa.me URL exactly as built: link_tracker
         would add utm_* parameters (which wa.me ignores) and encode the text again, spaces as
         '+'. Other trackers are untouched."""

@@ -13,6 +13,8 @@ class MailMessage(models.Model):
         "vm.whatsapp.message", "WhatsApp Message", readonly=True, index="btree_not_null", ondelete="cascade"
     )
 
+    # the parent method returns nothing
+    # pylint: disable-next=missing-return
     def _to_store(self, store, /, *, fields=None, **kwargs):
         super()._to_store(store, fields=fields, **kwargs)
         # sudo: mail.message - the WhatsApp record of a message the user may read

@@ -18,7 +18,7 @@ class VmWhatsappClickDelayReport(models.Model):
 
     company_id = fields.Many2one("res.company", readonly=True)
     attribution = fields.Selection(ATTRIBUTIONS, readonly=True)
-    campaign_id = fields.Many2one("utm.campaign", "Campaign", readonly=True)
+    campaign_id = fields.Many2one("utm.campaign", readonly=True)
     link_id = fields.Many2one("vm.whatsapp.link", "Campaign Link", readonly=True)
     month = fields.Date(readonly=True)
     conversation_count = fields.Integer("Conversations", readonly=True)

@@ -63,15 +63,13 @@ class VmWhatsappConversation(models.Model):
     ctwa_clid = fields.Char("Click ID (ctwa_clid)", readonly=True, index="btree_not_null")
     ad_id = fields.Char("Ad ID", readonly=True, index="btree_not_null")
     ad_source_url = fields.Char("Ad URL", readonly=True)
-    ad_headline = fields.Char("Ad Headline", readonly=True)
+    ad_headline = fields.Char(readonly=True)
     link_id = fields.Many2one("vm.whatsapp.link", readonly=True, index="btree_not_null", check_company=True)
     # What the reports group by, stored: the utm of the evidence (the ad, the link), else of the
     # lead, when the conversation was attributed; the click and how long before the message it was.
-    campaign_id = fields.Many2one(
-        "utm.campaign", "Campaign", readonly=True, index="btree_not_null", ondelete="set null"
-    )
-    source_id = fields.Many2one("utm.source", "Source", readonly=True, index="btree_not_null", ondelete="set null")
-    medium_id = fields.Many2one("utm.medium", "Medium", readonly=True, index="btree_not_null", ondelete="set null")
+    campaign_id = fields.Many2one("utm.campaign", readonly=True, index="btree_not_null", ondelete="set null")
+    source_id = fields.Many2one("utm.source", readonly=True, index="btree_not_null", ondelete="set null")
+    medium_id = fields.Many2one("utm.medium", readonly=True, index="btree_not_null", ondelete="set null")
     match_rate = fields.Integer(
         "Match Rate (%)",
         compute="_compute_match_rate",
@@ -317,7 +315,7 @@ class VmWhatsappConversation(models.Model):
 
     # ------------------------------------------------------------------ thread (web client)
 
-    def _thread_to_store(self, store, /, *, fields=None, request_list=None):
+    def _thread_to_store(self, store, /, *, fields=None, request_list=None):  # pylint: disable=missing-return
         super()._thread_to_store(store, fields=fields, request_list=request_list)
         if request_list and "vm_whatsapp" in request_list:
             for conversation in self:

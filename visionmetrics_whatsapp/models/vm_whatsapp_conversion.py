@@ -60,9 +60,7 @@ class VmWhatsappConversion(models.Model):
     integration_id = fields.Many2one(
         "vm.whatsapp.integration", required=True, index=True, readonly=True, ondelete="cascade", check_company=True
     )
-    lead_id = fields.Many2one(
-        "crm.lead", string="Lead", required=True, readonly=True, ondelete="cascade", check_company=True
-    )
+    lead_id = fields.Many2one("crm.lead", required=True, readonly=True, ondelete="cascade", check_company=True)
     conversation_id = fields.Many2one(
         "vm.whatsapp.conversation", readonly=True, index="btree_not_null", ondelete="set null", check_company=True
     )
@@ -225,9 +223,10 @@ class VmWhatsappConversion(models.Model):
             conversion._send(clients)
             done += 1
             streak = streak + 1 if conversion.state == "queued" else 0  # queued again: a transient failure
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
         remaining = self.search_count(
-            [("state", "=", "queued"), ("next_attempt_at", "<=", fields.Datetime.now())], limit=1
+            [("state", "=", "queued"), ("next_attempt_at", "<=", fields.Datetime.now())],
+            limit=1,
         )
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
 

@@ -27,7 +27,6 @@ class VmWhatsappLink(models.Model):
     company_id = fields.Many2one("res.company", required=True, index=True, default=lambda self: self.env.company)
     integration_id = fields.Many2one(
         "vm.whatsapp.integration",
-        string="Integration",
         check_company=True,
         ondelete="set null",
         help="The WhatsApp number the link opens a chat with.",
@@ -39,9 +38,9 @@ class VmWhatsappLink(models.Model):
         readonly=False,
         help="E.164; the integration's connected number unless typed.",
     )
-    campaign_id = fields.Many2one("utm.campaign", string="Campaign", ondelete="set null")
-    source_id = fields.Many2one("utm.source", string="Source", ondelete="set null")
-    medium_id = fields.Many2one("utm.medium", string="Medium", ondelete="set null")
+    campaign_id = fields.Many2one("utm.campaign", ondelete="set null")
+    source_id = fields.Many2one("utm.source", ondelete="set null")
+    medium_id = fields.Many2one("utm.medium", ondelete="set null")
     message = fields.Text(
         "Prefilled Message", help="The text the customer's WhatsApp opens with; the token is added after it."
     )
@@ -60,9 +59,7 @@ class VmWhatsappLink(models.Model):
         ondelete="cascade",
         help="The lead whose first-touch token this link carries.",
     )
-    link_tracker_id = fields.Many2one(
-        "link.tracker", string="Link Tracker", readonly=True, copy=False, ondelete="restrict"
-    )
+    link_tracker_id = fields.Many2one("link.tracker", readonly=True, copy=False, ondelete="restrict")
     short_url = fields.Char("Short URL", related="link_tracker_id.short_url")
     whatsapp_url = fields.Char("WhatsApp URL", compute="_compute_whatsapp_url")
     click_count = fields.Integer("Clicks", related="link_tracker_id.count")

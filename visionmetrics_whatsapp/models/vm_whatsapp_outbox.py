@@ -94,14 +94,20 @@ class VmWhatsappOutbox(models.AbstractModel):
         """Send due queued messages, one per transaction (see the module's docstring); the
         commits are those of this documented cron loop."""
         self._fail_interrupted()
+        # a queue: each claim and outcome is committed around the HTTP call
+        # pylint: disable-next=invalid-commit
         self.env.cr.commit()
         done = 0
         while done < limit:
             message = self._claim_next()
             if not message:
                 break
+            # a queue: each claim and outcome is committed around the HTTP call
+            # pylint: disable-next=invalid-commit
             self.env.cr.commit()  # the attempt is recorded before the request leaves
             self._send(message)
+            # a queue: each claim and outcome is committed around the HTTP call
+            # pylint: disable-next=invalid-commit
             self.env.cr.commit()
             done += 1
         else:
@@ -225,6 +231,8 @@ class VmWhatsappOutbox(models.AbstractModel):
         """Store the provider's id. Its echo (the message as the provider reports it back, e.g.
         Evolution's send.message) may have been stored first by the inbox, under that id: the
         echo is then merged into this message, so the message appears once."""
+        # a queue: each claim and outcome is committed around the HTTP call
+        # pylint: disable-next=invalid-commit
         self.env.cr.commit()  # a new snapshot: an echo committed during the request is visible
         for _attempt in range(3):
             try:
@@ -233,6 +241,8 @@ class VmWhatsappOutbox(models.AbstractModel):
                     message.flush_recordset()
                 return
             except pg_errors.UniqueViolation:
+                # a queue: each claim and outcome is committed around the HTTP call
+                # pylint: disable-next=invalid-commit
                 self.env.cr.commit()  # nothing pending: see the echo's transaction
                 self._absorb_echo(message, provider_id)
         _logger.error(
