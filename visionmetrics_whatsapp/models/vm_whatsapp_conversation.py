@@ -343,10 +343,7 @@ class VmWhatsappConversation(models.Model):
         lead = self.lead_id
         users = lead.user_id
         if not users:
-            team = lead.team_id
-            if not team and "team_id" in self.integration_id._fields:
-                team = self.integration_id.team_id
-            users = team.member_ids
+            users = (lead.team_id or self.integration_id.team_id).member_ids
         return users.filtered(
             lambda user: (
                 user.active
