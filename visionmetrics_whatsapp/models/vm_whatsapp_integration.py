@@ -88,7 +88,7 @@ class VmWhatsappIntegration(models.Model):
     api_key = fields.Char(
         "API Key / Access Token",
         compute="_compute_secrets",
-        inverse="_inverse_api_key",
+        inverse="_inverse_secrets",
         groups="base.group_system",
         copy=False,
         help="Write-only: stored encrypted, never shown again.",
@@ -97,7 +97,7 @@ class VmWhatsappIntegration(models.Model):
     api_key_set = fields.Boolean("API Key Set", compute="_compute_secrets_set", compute_sudo=True)
     webhook_secret = fields.Char(
         compute="_compute_secrets",
-        inverse="_inverse_webhook_secret",
+        inverse="_inverse_secrets",
         groups="base.group_system",
         copy=False,
         help="Write-only: the secret that authenticates the provider's webhooks (Meta: the App Secret). "
@@ -177,17 +177,26 @@ class VmWhatsappIntegration(models.Model):
             for name in providers.CAPABILITIES:
                 integration[f"provider_{name}"] = capabilities.get(name, False)
 
+    # The secret fields (_SECRET_FIELDS): ``<name>`` is write-only (computed empty, its inverse
+    # stores it encrypted in ``<name>_encrypted``), ``<name>_set`` says whether one is stored.
+
     def _compute_secrets(self):
         # Write-only: reading never returns the secret.
         for integration in self:
-            integration.api_key = False
-            integration.webhook_secret = False
+            for field_name in self._SECRET_FIELDS:
+                integration[field_name] = False
 
-    @api.depends("api_key_encrypted", "webhook_secret_encrypted")
+    def _inverse_secrets(self):
+        for integration in self:
+            for field_name in self._SECRET_FIELDS:
+                if integration[field_name]:
+                    integration._set_secret(field_name, integration[field_name])
+
+    @api.depends(lambda self: [f"{field_name}_encrypted" for field_name in self._SECRET_FIELDS])
     def _compute_secrets_set(self):
         for integration in self:
-            integration.api_key_set = bool(integration.api_key_encrypted)
-            integration.webhook_secret_set = bool(integration.webhook_secret_encrypted)
+            for field_name in self._SECRET_FIELDS:
+                integration[f"{field_name}_set"] = bool(integration[f"{field_name}_encrypted"])
 
     def _compute_last_webhook_at(self):
         # _origin: inside an unsaved form (e.g. the Settings list) the records are new-id copies
@@ -222,16 +231,6 @@ class VmWhatsappIntegration(models.Model):
         )
         for integration in self:
             integration.conversation_count = counts.get(integration._origin, 0)
-
-    def _inverse_api_key(self):
-        for integration in self:
-            if integration.api_key:
-                integration._set_secret("api_key", integration.api_key)
-
-    def _inverse_webhook_secret(self):
-        for integration in self:
-            if integration.webhook_secret:
-                integration._set_secret("webhook_secret", integration.webhook_secret)
 
     # ------------------------------------------------------------------ CRUD
 

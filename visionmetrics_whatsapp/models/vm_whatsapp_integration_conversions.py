@@ -58,8 +58,8 @@ class VmWhatsappIntegrationConversions(models.Model):
     )
     meta_conversions_token = fields.Char(
         "Conversions API Token",
-        compute="_compute_meta_conversions_token",
-        inverse="_inverse_meta_conversions_token",
+        compute="_compute_secrets",
+        inverse="_inverse_secrets",
         groups="base.group_system",
         copy=False,
         help="Write-only: a Meta access token for the Conversions API. Meta: empty uses the integration's "
@@ -67,23 +67,9 @@ class VmWhatsappIntegrationConversions(models.Model):
     )
     meta_conversions_token_encrypted = fields.Char(groups="base.group_system", copy=False, readonly=True)
     meta_conversions_token_set = fields.Boolean(
-        "Conversions API Token Set", compute="_compute_meta_conversions_token_set", compute_sudo=True
+        "Conversions API Token Set", compute="_compute_secrets_set", compute_sudo=True
     )
     meta_conversion_count = fields.Integer("Meta Conversions", compute="_compute_meta_conversion_count", groups=MANAGER)
-
-    def _compute_meta_conversions_token(self):
-        for integration in self:
-            integration.meta_conversions_token = False  # write-only
-
-    @api.depends("meta_conversions_token_encrypted")
-    def _compute_meta_conversions_token_set(self):
-        for integration in self:
-            integration.meta_conversions_token_set = bool(integration.meta_conversions_token_encrypted)
-
-    def _inverse_meta_conversions_token(self):
-        for integration in self:
-            if integration.meta_conversions_token:
-                integration._set_secret("meta_conversions_token", integration.meta_conversions_token)
 
     def _compute_meta_conversion_count(self):
         counts = dict(
