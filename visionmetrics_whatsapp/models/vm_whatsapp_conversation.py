@@ -13,7 +13,9 @@ from .. import providers
 from ..tools.media import CAPTION_KINDS, CAPTION_MAX_LENGTH, DOCUMENT_MAX_SIZE, TEXT_MAX_LENGTH, media_kind
 from ..tools.phone import mask, to_e164, variants
 from ..tools.text import clean_text
+from ..tools.token import extract_token
 from . import access
+from .bulk import insert_records
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class VmWhatsappConversation(models.Model):
         "Match Rate (%)",
         compute="_compute_match_rate",
         store=True,
+        precompute=True,  # in the inbox's INSERT rather than an UPDATE after it
         aggregator="avg",
         help="100 when a token, an ad or a campaign link named the lead, 0 when only the phone number "
         "did or a new lead was made: its average is the share matched by marketing evidence.",
@@ -358,9 +361,9 @@ class VmWhatsappConversation(models.Model):
     @api.model
     def _apply_message_events(self, items):
         """The inbox's handler of messages (vm.whatsapp.inbox.HANDLERS), for a whole batch: the
-        conversations found or created (one search, one create), the messages stored once (one
-        search, one create), then the conversations updated and attributed together. One
-        (state, note) per item."""
+        conversations found, the new ones attributed and created (one search, one INSERT), the
+        messages stored once (one search, one INSERT), then the conversations that existed
+        updated and attributed together. One (state, note) per item."""
         results = [None] * len(items)
         todo = []
         for i, item in enumerate(items):
@@ -369,7 +372,7 @@ class VmWhatsappConversation(models.Model):
                 results[i] = ("ignored", note)
             else:
                 todo.append(i)
-        conversations = self._get_or_create_for_events([(items[i].integration, items[i].event) for i in todo])
+        conversations, created = self._get_or_create_for_events([(items[i].integration, items[i].event) for i in todo])
         pairs = [(items[i], conversations[(items[i].integration.id, items[i].event.contact_identity)]) for i in todo]
         messages = self.env["vm.whatsapp.message"]._store_events(pairs)
         stored = []
@@ -377,15 +380,17 @@ class VmWhatsappConversation(models.Model):
             results[i] = ("processed", False) if message else ("duplicate", False)
             if message:
                 stored.append((conversation, message, item.event))
-        self._register_messages(stored)
+        self._register_messages(stored, attributed=created)
         return results
 
     @api.model
     def _get_or_create_for_events(self, pairs):
-        """The conversations of the contacts of (integration, event) pairs, those that are new
-        created together: {(integration id, contact identity): conversation}."""
+        """The conversations of the contacts of (integration, event) pairs, and those created:
+        ({(integration id, contact identity): conversation}, new conversations). The new ones
+        are attributed (_attribute_all) before they are created, all in one INSERT with their
+        lead: a conversation is not written again for its lead."""
         if not pairs:
-            return {}
+            return {}, self.browse()
         found = self.search_fetch(
             [
                 ("integration_id", "in", list({integration.id for integration, _event in pairs})),
@@ -405,18 +410,43 @@ class VmWhatsappConversation(models.Model):
                 vals["last_message_at"] = max(vals.get("last_message_at") or sent_at, sent_at)
                 if not vals["contact_name"] and not event.from_me and event.contact_name:
                     vals["contact_name"] = event.contact_name
-        if new:
-            try:
-                with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                    created = self.create(list(new.values()))
-            except UniqueViolation:
-                # Created by a concurrent transaction committed after this one started: invisible
-                # here, so the request fails and is applied again shortly.
-                raise ConcurrentConversationError(
-                    self.env._("A concurrent request created this contact's conversation; applied again shortly.")
-                ) from None
-            conversations.update(zip(new, created, strict=True))
-        return conversations
+        if not new:
+            return conversations, self.browse()
+        self._attribute_new(new, pairs)
+        try:
+            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                # one INSERT: what create() adds for a conversation is disabled for the inbox's
+                # (no creation note, follower or tracking, see create)
+                created = insert_records(self, list(new.values()))
+        except UniqueViolation:
+            # Created by a concurrent transaction committed after this one started: invisible
+            # here, so the request fails and is applied again shortly.
+            raise ConcurrentConversationError(
+                self.env._("A concurrent request created this contact's conversation; applied again shortly.")
+            ) from None
+        created._log_attribution()
+        conversations.update(zip(new, created, strict=True))
+        return conversations, created
+
+    @api.model
+    def _attribute_new(self, new, pairs):
+        """Add to the values of new conversations (``new``: {key: values}) their attribution,
+        decided from the inbound messages of (integration, event) ``pairs`` as for a conversation
+        that exists (_attribute_all), on records not yet in the database."""
+        drafts = {key: self.new(vals) for key, vals in new.items()}
+        tokens, referrals = defaultdict(list), {}
+        for integration, event in pairs:
+            draft = drafts.get((integration.id, event.contact_identity))
+            if draft is None or event.from_me:
+                continue
+            sent_at = event.timestamp or fields.Datetime.now()
+            token = extract_token(event.text)
+            tokens[draft].extend([(token, sent_at)] if token else [])
+            if event.referral and draft not in referrals:
+                referrals[draft] = (event.referral, sent_at)
+        values = self._attribute_all(tokens, referrals)
+        for key, draft in drafts.items():
+            new[key].update(values.get(draft, {}))
 
     _INGEST_FIELDS = [
         "first_message_at",
@@ -435,16 +465,19 @@ class VmWhatsappConversation(models.Model):
         region = integration.company_id.country_id.code
         return {
             "integration_id": integration.id,
+            "company_id": integration.company_id.id,
             "contact_identity": event.contact_identity,
             "contact_phone": to_e164(event.contact_phone, region) if event.contact_phone else False,
             "contact_name": (event.contact_name if not event.from_me else False) or False,
         }
 
     @api.model
-    def _register_messages(self, stored):
+    def _register_messages(self, stored, attributed=None):
         """Update the conversations of new messages ((conversation, message, event) triples, in
         arrival order): first and last message times, the contact's name; then attribute those
-        that received an inbound message."""
+        that received an inbound message, but for those ``attributed`` already (created by this
+        batch, see _get_or_create_for_events)."""
+        attributed = set(attributed.ids) if attributed else set()
         updates = defaultdict(dict)
         tokens = defaultdict(list)  # conversation -> (token, sent at) of its new inbound messages, in order
         referrals = {}  # conversation -> (referral, sent at) of its first new inbound message with one
@@ -459,14 +492,18 @@ class VmWhatsappConversation(models.Model):
                 vals["last_message_at"] = sent_at
             if not event.from_me and event.contact_name and not conversation.contact_name:
                 vals.setdefault("contact_name", event.contact_name)
-            if message.direction == "inbound":
+            if message.direction == "inbound" and conversation.id not in attributed:
                 tokens[conversation].extend([(message.vm_token, sent_at)] if message.vm_token else [])
                 if event.referral and conversation not in referrals:
                     referrals[conversation] = (event.referral, sent_at)
         for conversation, vals in updates.items():
             if vals:
                 conversation.write(vals)
-        self._attribute_all(tokens, referrals)
+        for conversation, vals in self._attribute_all(tokens, referrals).items():
+            previous = conversation.attribution
+            conversation.write(vals)
+            if "lead_id" in vals:
+                conversation._log_attribution(previous)
         inbound = [message.id for _conversation, message, _event in stored if message.direction == "inbound"]
         self.env["vm.whatsapp.message"].browse(inbound)._notify_users()
 
@@ -486,7 +523,12 @@ class VmWhatsappConversation(models.Model):
         3. else, for a conversation with no lead yet, the newest lead (or contact) of the
            company with the contact's phone;
         4. else a new lead, one per company and phone however many conversations share it.
-        The first ad referral a conversation receives is stored on it whatever attributed it."""
+        The first ad referral a conversation receives is stored on it whatever attributed it.
+
+        The leads are created and completed here; the conversations are not written: the values
+        to write on each one are returned ({conversation: values}), which the caller writes, or
+        gives at creation to conversations not yet created (``conversations`` may be new
+        records, see _attribute_new)."""
         Lead = self.env["crm.lead"]
         referrals = referrals or {}
         wanted = {(c.company_id, token) for c, pairs in tokens.items() for token, _at in pairs}
@@ -566,7 +608,7 @@ class VmWhatsappConversation(models.Model):
         ]
         for conversation, lead in zip(unknown, Lead._vm_whatsapp_create_leads(contacts), strict=True):
             plans[conversation][0] = lead
-        self._apply_plans(plans)
+        return self._apply_plans(plans)
 
     @api.model
     def _referral_values(self, referral, sent_at):
@@ -583,8 +625,8 @@ class VmWhatsappConversation(models.Model):
 
     @api.model
     def _apply_plans(self, plans):
-        """Write what _attribute_all decided: the leads' missing utm (from an ad or a link) and
-        first touch, the link clicks, then the conversations."""
+        """Complete the leads as _attribute_all decided (the utm they miss, from an ad or a link,
+        and their first touch) and find the link clicks; the values of each conversation."""
         Lead = self.env["crm.lead"]
         attributed = {c: plan for c, plan in plans.items() if plan[0] and plan[1]}
         Lead._vm_whatsapp_fill_first_touch(
@@ -596,14 +638,16 @@ class VmWhatsappConversation(models.Model):
         clicks = self._link_clicks(
             [(c, vals["link_id"], at) for c, (_l, _k, _t, _u, vals, at) in plans.items() if vals.get("link_id") and at]
         )
+        values = {}
         for conversation, (lead, kind, token, utm, vals, _at) in plans.items():
             if conversation in clicks:
                 vals.update(clicks[conversation])
             if lead and kind:
                 utm = utm or {f: lead[f].id for f in ("campaign_id", "source_id", "medium_id")}
-                conversation._set_lead(lead, kind, token, {**utm, **vals})
+                values[conversation] = conversation._lead_values(lead, kind, token, {**utm, **vals})
             elif vals:
-                conversation.write(vals)
+                values[conversation] = vals
+        return values
 
     @api.model
     def _link_clicks(self, items):
@@ -615,11 +659,12 @@ class VmWhatsappConversation(models.Model):
         self.env["link.tracker.click"].flush_model(["link_id", "create_date"])
         self.env["vm.whatsapp.link"].flush_model(["link_tracker_id"])
         rows = ", ".join(["(%s, %s, %s::timestamp)"] * len(items))
-        params = [v for conversation, link_id, at in items for v in (conversation.id, link_id, at)]
+        # by position: the conversations may not be created yet (_attribute_new)
+        params = [v for i, (_conversation, link_id, at) in enumerate(items) for v in (i, link_id, at)]
         # S608: only placeholders are formatted in
         self.env.cr.execute(
-            f"""SELECT v.conversation_id, click.create_date, v.sent_at
-                  FROM (VALUES {rows}) AS v(conversation_id, link_id, sent_at)
+            f"""SELECT v.position, click.create_date, v.sent_at
+                  FROM (VALUES {rows}) AS v(position, link_id, sent_at)
                   JOIN vm_whatsapp_link link ON link.id = v.link_id
                   CROSS JOIN LATERAL (
                       SELECT create_date FROM link_tracker_click
@@ -629,32 +674,32 @@ class VmWhatsappConversation(models.Model):
                        ORDER BY create_date DESC LIMIT 1) click""",  # noqa: S608
             params,
         )
-        by_id = {c.id: c for c, _link, _at in items}
         return {
             # providers date messages to the second: a click in the message's second is before it
-            by_id[conversation_id]: {
+            items[position][0]: {
                 "click_at": click_at,
                 "click_delay": max((sent_at - click_at).total_seconds(), 0.0) / 60.0,
             }
-            for conversation_id, click_at, sent_at in self.env.cr.fetchall()
+            for position, click_at, sent_at in self.env.cr.fetchall()
         }
 
-    def _set_lead(self, lead, attribution, token=None, vals=None):
-        previous = self.attribution
-        self.write(
-            {
-                "lead_id": lead.id,
-                "partner_id": lead.partner_id.id or self.partner_id.id,
-                "attribution": attribution,
-                "vm_token": token or self.vm_token,
-                **(vals or {}),
-            }
-        )
-        _logger.info(
-            "WhatsApp conversation %s (%s) attributed to lead %s by %s%s",
-            self.id,
-            mask(self.contact_phone) or "no phone",
-            lead.id,
-            attribution,
-            f" (was {previous})" if previous else "",
-        )
+    def _lead_values(self, lead, attribution, token=None, vals=None):
+        """What a conversation attributed to ``lead`` by ``attribution`` is written."""
+        return {
+            "lead_id": lead.id,
+            "partner_id": lead.partner_id.id or self.partner_id.id,
+            "attribution": attribution,
+            "vm_token": token or self.vm_token,
+            **(vals or {}),
+        }
+
+    def _log_attribution(self, previous=None):
+        for conversation in self.filtered("lead_id"):
+            _logger.info(
+                "WhatsApp conversation %s (%s) attributed to lead %s by %s%s",
+                conversation.id,
+                mask(conversation.contact_phone) or "no phone",
+                conversation.lead_id.id,
+                conversation.attribution,
+                f" (was {previous})" if previous else "",
+            )

@@ -37,7 +37,7 @@ from ..tools.text import clean_text
 _logger = logging.getLogger(__name__)
 
 LANES = 4  # scheduled actions applying requests in parallel (one per cron worker at most)
-BATCH_SIZE = 100  # requests per transaction
+BATCH_SIZE = 500  # requests per transaction
 LANE_CRON = "visionmetrics_whatsapp.ir_cron_inbox_lane_%s"
 
 # Event kind -> (model, method) that applies every event of that kind of a batch and returns
@@ -217,6 +217,7 @@ class VmWhatsappInbox(models.AbstractModel):
         notes = defaultdict(list)  # log -> [(state, note)] of its events
         queues = defaultdict(list)  # handler -> [InboxItem], in arrival order
         integrations = logs.integration_id.exists()
+        parsers = {}  # integration -> its adapter, built once per batch
         for log in logs.sorted("id"):
             integration = log.integration_id
             if not integration or integration not in integrations:
@@ -225,7 +226,9 @@ class VmWhatsappInbox(models.AbstractModel):
                 outcomes[log] = log._integration_deleted_outcome()
                 continue
             try:
-                events = integration._get_provider("parse").parse_events(log._body(), log._headers())
+                if integration not in parsers:
+                    parsers[integration] = integration._get_provider("parse")
+                events = parsers[integration].parse_events(log._body(), log._headers())
             except WebhookPayloadError as e:
                 outcomes[log] = ("rejected", clean_text(str(e), 2000))
                 continue

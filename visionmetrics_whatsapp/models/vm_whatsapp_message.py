@@ -16,6 +16,7 @@ from ..providers import WhatsAppProviderError, WhatsAppProviderRetryableError
 from ..tools.text import REASON_MAX_LENGTH, clean_text
 from ..tools.token import extract_token
 from . import access
+from .bulk import insert_records
 
 _logger = logging.getLogger(__name__)
 MEDIA_MAX_ATTEMPTS = 5
@@ -188,11 +189,38 @@ class VmWhatsappMessage(models.Model):
         by the inbox once the batch's conversations have their leads (_notify_users)."""
         if not self:
             return
-        subtype_id = self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
-        self.env["mail.message"].sudo().create([message._mail_message_vals(subtype_id) for message in self])
+        self._create_thread_messages()
         self._queue_thread_update("new")
 
-    def _mail_message_vals(self, subtype_id):
+    def _create_thread_messages(self):
+        """The mail.message of each message (no notification, no follower)."""
+        subtype_id = self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
+        shared = {}  # what the mail.message of one conversation and author share, read once
+        vals_list = []
+        for message in self:
+            key = (message.conversation_id, message.direction, message.author_id)
+            if key not in shared:
+                shared[key] = message._mail_message_shared_vals(subtype_id)
+            vals_list.append(
+                {
+                    **shared[key],
+                    "message_id": generate_tracking_message_id("vm-whatsapp"),
+                    "date": message.sent_at or fields.Datetime.now(),
+                    "vm_whatsapp_message_id": message.id,
+                    **({"attachment_ids": [Command.link(message.attachment_id.id)]} if message.attachment_id else {}),
+                }
+            )
+        Mail_sudo = self.env["mail.message"].sudo()
+        # with no file, the values are all that mail.message.create() would compute: one INSERT
+        with_files = [vals for vals in vals_list if "attachment_ids" in vals]
+        if with_files:
+            Mail_sudo.create(with_files)
+        insert_records(Mail_sudo, [vals for vals in vals_list if "attachment_ids" not in vals])
+        # what mail.message.create() invalidates on its documents (_invalidate_documents)
+        self.conversation_id.invalidate_recordset(["message_needaction", "message_needaction_counter"])
+
+    def _mail_message_shared_vals(self, subtype_id):
+        """The values of a message's mail.message that its conversation and author decide."""
         conversation = self.conversation_id
         if self.direction == "inbound":
             author = conversation.partner_id
@@ -211,10 +239,6 @@ class VmWhatsappMessage(models.Model):
             "author_id": author.id,
             "email_from": author.email_formatted if author else name,
             "reply_to": False,
-            "message_id": generate_tracking_message_id("vm-whatsapp"),
-            "date": self.sent_at or fields.Datetime.now(),
-            "attachment_ids": [Command.link(self.attachment_id.id)] if self.attachment_id else [],
-            "vm_whatsapp_message_id": self.id,
         }
 
     def _thread_body(self):
@@ -357,7 +381,9 @@ class VmWhatsappMessage(models.Model):
         one by one instead: that one is an empty recordset in the result, a redelivery."""
         try:
             with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                return list(self.create(vals_list))
+                messages = insert_records(self, vals_list)
+                messages._mirror_in_threads()
+                return list(messages)
         except UniqueViolation:
             if len(vals_list) == 1:
                 return [self.browse()]

@@ -98,18 +98,27 @@ class TestChatMirror(ChatFixtures, WhatsAppCase):
             2,
         )
 
-    def test_one_mail_message_create_per_batch(self):
-        MailMessage = type(self.env["mail.message"])
-        calls = []
-        original = MailMessage.create
+    def test_one_mail_message_insert_per_batch(self):
+        inserts = []
+        execute = type(self.env.cr).execute
 
-        def counting_create(records, vals_list):
-            calls.append(len(vals_list) if isinstance(vals_list, list) else 1)
-            return original(records, vals_list)
+        def counting_execute(cr, query, params=None, log_exceptions=True):
+            if str(getattr(query, "code", query)).startswith('INSERT INTO "mail_message"'):
+                inserts.append(query)
+            return execute(cr, query, params, log_exceptions)
 
-        with patch.object(MailMessage, "create", counting_create):
+        with patch.object(type(self.env.cr), "execute", counting_execute):
             self._apply(*(self._event(identity=f"55119000000{i:02d}") for i in range(20)))
-        self.assertEqual(calls, [20])
+        self.assertEqual(len(inserts), 1, "the batch's thread messages in one INSERT")
+        messages = self.env["vm.whatsapp.message"].search([("integration_id", "=", self.integration.id)])
+        self.assertEqual(len(messages), 20)
+        self.assertEqual(len(messages.mail_message_ids), 20, "each message shown once in its thread")
+        thread = self.env["mail.message"].search([("model", "=", "vm.whatsapp.conversation")])
+        self.assertEqual(thread, messages.mail_message_ids, "what the threads read from the database")
+        for message in messages:
+            mirror = message.mail_message_ids
+            self.assertEqual((mirror.res_id, mirror.date), (message.conversation_id.id, message.sent_at))
+            self.assertEqual((mirror.message_type, mirror.subtype_id), ("comment", self.env.ref("mail.mt_comment")))
 
     def test_redelivery_is_not_mirrored_twice(self):
         event = self._event(message_id="WA-SAME")

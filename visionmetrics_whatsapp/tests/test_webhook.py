@@ -336,10 +336,10 @@ class TestWebhookInbox(WhatsAppHttpCase):
         Conversation = type(self.env["vm.whatsapp.conversation"])
         register = Conversation._register_messages
 
-        def fail_for_bad(conversation, stored):
+        def fail_for_bad(conversation, stored, **kwargs):
             if any(message.external_id == "inbox-bad" for _conversation, message, _event in stored):
                 raise ValueError("poison")
-            return register(conversation, stored)
+            return register(conversation, stored, **kwargs)
 
         with (
             patch.object(Conversation, "_register_messages", fail_for_bad),

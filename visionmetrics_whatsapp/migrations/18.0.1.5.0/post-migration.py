@@ -12,7 +12,6 @@ CHUNK = 2000
 def migrate(cr, version):
     env = api.Environment(cr, SUPERUSER_ID, {})
     Message = env["vm.whatsapp.message"]
-    subtype_id = env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
     cr.execute(
         """SELECT m.id FROM vm_whatsapp_message m
             WHERE NOT EXISTS (SELECT 1 FROM mail_message mm WHERE mm.vm_whatsapp_message_id = m.id)
@@ -20,7 +19,6 @@ def migrate(cr, version):
     )
     ids = [row[0] for row in cr.fetchall()]
     for start in range(0, len(ids), CHUNK):
-        messages = Message.browse(ids[start : start + CHUNK])
-        env["mail.message"].create([message._mail_message_vals(subtype_id) for message in messages])
+        Message.browse(ids[start : start + CHUNK])._create_thread_messages()
         env.flush_all()
         env.invalidate_all()
