@@ -37,7 +37,8 @@ from ..tools.text import clean_text
 _logger = logging.getLogger(__name__)
 
 LANES = 4  # scheduled actions applying requests in parallel (one per cron worker at most)
-BATCH_SIZE = 500  # requests per transaction
+BATCH_SIZE = 500  # requests per transaction at most...
+BATCH_BYTES = 8 * 1024 * 1024  # ...and bodies: a batch of the largest bodies stays a few of them
 LANE_CRON = "visionmetrics_whatsapp.ir_cron_inbox_lane_%s"
 
 # Event kind -> (model, method) that applies every event of that kind of a batch and returns
@@ -160,20 +161,28 @@ class VmWhatsappInbox(models.AbstractModel):
             self._wake_up()
 
     @api.model
-    def _claim(self, lane, limit):
-        """The oldest received requests of ``lane``, locked; requests that another transaction
-        holds (the Reprocess button, another server's cron) are left to it."""
+    def _claim(self, lane, limit, max_bytes=BATCH_BYTES):
+        """The oldest received requests of ``lane``, locked: ``limit`` at most, and no more than
+        ``max_bytes`` of bodies but for the first (the batch's bodies are parsed in memory).
+        Requests that another transaction holds (the Reprocess button, another server's cron)
+        are left to it."""
         Log = self.env["vm.whatsapp.webhook.log"]
         Log.flush_model(["state", "lane"])
         try:
             with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
                 self.env.cr.execute(
                     SQL(
-                        "SELECT id FROM %s WHERE state = 'received' AND lane = %s ORDER BY id LIMIT %s"
-                        " FOR UPDATE SKIP LOCKED",
+                        """WITH claimed AS (
+                               SELECT id, coalesce(payload_size, 0) AS size FROM %s
+                                WHERE state = 'received' AND lane = %s ORDER BY id LIMIT %s
+                                  FOR UPDATE SKIP LOCKED)
+                           SELECT id FROM (
+                               SELECT id, sum(size) OVER (ORDER BY id) - size AS before FROM claimed) c
+                            WHERE before < %s ORDER BY id""",
                         SQL.identifier(Log._table),
                         lane,
                         limit,
+                        max_bytes,
                     )
                 )
                 return Log.browse([row[0] for row in self.env.cr.fetchall()])

@@ -77,6 +77,19 @@ class TestInboxIsolation(WhatsAppHttpCase):
             text.encode("utf-8")  # no lone surrogate
         return poison
 
+    def test_a_batch_of_large_bodies_holds_few_of_them(self):
+        sender = "5511922220009"  # one contact: one lane
+        big = [self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", sender, text="x" * 60_000))[1] for _ in range(4)]
+        small = self._send(self.sandbox_a, sandbox_payload("sbx-iso-a", sender))[1]
+        Inbox = self.env["vm.whatsapp.inbox"]
+        lane = big[0].lane
+        claimed = Inbox._claim(lane, 100, max_bytes=100_000)
+        self.assertEqual(claimed, big[0] | big[1], "the bodies before the second exceed no budget: two")
+        self.assertEqual(Inbox._claim(lane, 100, max_bytes=10), big[0], "always the oldest one, however large")
+        self.assertEqual(Inbox._claim(lane, 100), self.Log.browse([log.id for log in big] + [small.id]))
+        self._one_pass()
+        self.assertEqual(set((small | self.Log.browse([log.id for log in big])).mapped("state")), {"processed"})
+
     def test_poison_values_of_a_message_are_cleaned_and_the_message_kept(self):
         cases = {
             "oversized id": {"message_id": LONG},
