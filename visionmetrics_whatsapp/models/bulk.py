@@ -88,15 +88,20 @@ def insert_records(model, vals_list):
         elif field.type in ("one2many", "many2many"):
             cache.update(records, field, [()] * len(records))
     for field, values in inverses:  # once every value is in the cache (an inverse's domain reads them)
+        # many2one: {value: ids}; many2one_reference: {(model, value): ids}
+        models_ = records.mapped(field.model_field) if field.type == "many2one_reference" else [None] * len(records)
         by_value = defaultdict(list)
-        for record_id, value in zip(records._ids, values, strict=True):
-            by_value[value].append(record_id)
-        by_value.pop(None, None)
-        for value, ids in by_value.items():
-            if field.type == "many2one_reference" or any(
-                cache.contains(model.env[inverse.model_name].browse(value), inverse)
+        for record_id, comodel, value in zip(records._ids, models_, values, strict=True):
+            if value:
+                by_value[(comodel, value)].append(record_id)
+        for (comodel, value), ids in by_value.items():
+            # only where a one2many of the record pointed to is cached: else it is read from the
+            # database when needed (mail.message's res_id has an inverse on every mail.thread)
+            if any(
+                (comodel is None or inverse.model_name == comodel)
+                and cache.contains(model.env[inverse.model_name].browse(value), inverse)
                 for inverse in model.pool.field_inverses[field]
-            ):  # else the one2many is read from the database when needed
+            ):
                 field._update_inverses(records.browse(ids), value)
     computed_given = [fields_[name] for name in columns if fields_[name].compute]
     with model.env.protecting(computed_given, records):
