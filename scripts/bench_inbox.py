@@ -15,6 +15,9 @@ B. The inbox alone: a backlog of --backlog requests from as many new contacts (n
 C. The same with --backlog requests from --returning contacts whose conversations exist (each
    first sent one message, applied beforehand).
 D. B again (new contacts again) applied by 2 cron workers.
+E. The baseline route again. The machine's speed may move between A and D (a shared machine):
+   B, C and D are compared with the mean of A's and E's baselines, the webhook with A's, measured
+   in the same rounds.
 
 The script knows nothing of how the inbox works inside: it only stores requests through the
 webhook route, chooses --max-cron-threads, and counts the logs in state `received`. The server it
@@ -165,6 +168,8 @@ class InboxBench:
         with self.serving(cron_threads=0) as server:
             self.store("D", server, phones("D", args.backlog))
         self.drain("D", cron_threads=2)
+        with self.serving(cron_threads=0) as server:
+            self.phase_e(server)
 
     # ------------------------------------------------------------------ phase A
 
@@ -195,6 +200,19 @@ class InboxBench:
         self.figures["A"] = {"baseline": baseline, "webhook": hooks}
         # Never applied: the inbox phases measure their own requests only.
         query(self.db, "DELETE FROM vm_whatsapp_webhook_log WHERE integration_id = %s", [integration.id])
+
+    def phase_e(self, server):
+        """The baseline route again, after the inbox phases: B, C and D are compared with the
+        mean of the two measures, which shows how much the machine's speed moved meanwhile."""
+        url = urlsplit(server.url + BASELINE_ROUTE)
+        body, headers = self.integrations["A"].signed(server.url, "E", "5511900000000")[1:]
+        seconds = self.args.seconds / self.args.rounds / 2
+        print(f"E: {self.args.rounds} rounds of {seconds:.1f} s of the baseline route...", flush=True)
+        run_load([(url, body, headers)] * 20 * self.args.concurrency, 60, self.args.concurrency)
+        totals = Totals()
+        for _round in range(self.args.rounds):
+            totals.add(*run_load([(url, body, headers)] * int(MAX_RATE * seconds), seconds, self.args.concurrency))
+        self.figures["E"] = {"baseline": totals}
 
     # ------------------------------------------------------------------ backlogs
 
@@ -308,15 +326,22 @@ class InboxBench:
         base, hook = a["baseline"], a["webhook"]
         n, returning = self.args.backlog, self.args.returning
 
-        def row(phase, what, rps, latencies=None, target=None):
+        again = self.figures.get("E", {}).get("baseline")
+        # the ingest is compared with the baseline of its own rounds; the inbox phases, which come
+        # later, with the mean of the baselines measured before (A) and after (E) them
+        inbox_base = (base.rps + again.rps) / 2 if again else base.rps
+
+        def row(phase, what, rps, latencies=None, target=None, against=base.rps):
             p50, p99 = (f"{percentile(latencies, q) * 1000:9.1f}" for q in (50, 99)) if latencies else ("", "")
-            ratio = f"{rps / base.rps:8.2f}" if target is not None else ""
+            ratio = f"{rps / against:8.2f}" if target is not None else ""
             print(f"{phase:<3}{what:<46}{rps:8.1f}{p50:>9}{p99:>9}{ratio:>8}  {target or ''}")
 
         print("\nFigures (one run; on a shared machine they are noisy):")
         print(f"{'':3}{'what':<46}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  target")
         row("A", "baseline: POST, one INSERT, commit", base.rps, base.latencies)
         row("A", "signed webhook, stored (no cron worker)", hook.rps, hook.latencies, ">= 0.85")
+        if again:
+            row("E", "baseline again, after B, C and D", again.rps, again.latencies)
         labels = {
             "B": (f"applied: {n} new contacts, 1 cron worker", ">= 0.8"),
             "C": (f"applied: {n} from {returning} returning, 1 cron worker", ">= 5"),
@@ -328,9 +353,11 @@ class InboxBench:
             what, target = labels[phase]
             if phase == "D" and "B" in drained:
                 target = "higher than B: " + ("yes" if f["rps"] > drained["B"]["rps"] else "no")
-            row(phase, what, f["rps"], target=target)
+            row(phase, what, f["rps"], target=target, against=inbox_base)
         if not drained:
             return
+        if again:
+            print(f"\nB, C and D are compared with the mean of A's and E's baselines, {inbox_base:.1f} req/s.")
         print("\napplied = the requests `received` when the restarted server first answered /web/health, over the")
         print("time from then until none is `received`: the server's start (registry loaded before the workers")
         print("fork) is excluded; waking the cron worker and its first batch are included. 'first' is when the")

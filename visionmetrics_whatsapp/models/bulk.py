@@ -25,8 +25,8 @@ added to the cached one2many of the records they point to, as create() does.
 
 from collections import defaultdict
 
+from odoo.models import MAGIC_COLUMNS
 from odoo.tools import SQL
-
 
 
 def insert_records(model, vals_list):
@@ -47,7 +47,9 @@ def insert_records(model, vals_list):
             if bad:
                 raise ValueError(f"insert_records: no column for {sorted(bad)} on {model._name}")
             missing = [
-                name for name, field in fields_.items() if field.store and field.column_type and name not in names
+                name
+                for name, field in fields_.items()
+                if field.store and field.column_type and name not in names and name not in MAGIC_COLUMNS
             ]
             defaults[names] = model.default_get(missing) if missing else {}
         row = {**defaults[names], **vals}

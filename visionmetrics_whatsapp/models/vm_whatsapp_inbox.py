@@ -33,6 +33,7 @@ from odoo.tools import SQL, mute_logger
 from ..providers import WebhookPayloadError
 from ..tools.coalesce import Coalescer
 from ..tools.text import clean_text
+from .bulk import insert_records
 
 _logger = logging.getLogger(__name__)
 
@@ -79,10 +80,11 @@ def _trigger_lanes(dbname, lanes):
         cron_ids = [
             env["ir.model.data"]._xmlid_to_res_id(LANE_CRON % lane, raise_if_not_found=False) for lane in sorted(lanes)
         ]
-        crons = env["ir.cron"].browse(cron_id for cron_id in cron_ids if cron_id).exists().filtered("active")
+        # the active ones, reading no other field of the crons (an ir.actions.server each)
+        crons = env["ir.cron"].search_fetch([("id", "in", [i for i in cron_ids if i]), ("active", "=", True)], ["id"])
         if crons:
             now = fields.Datetime.now()
-            env["ir.cron.trigger"].create([{"cron_id": cron.id, "call_at": now} for cron in crons])
+            insert_records(env["ir.cron.trigger"], [{"cron_id": cron.id, "call_at": now} for cron in crons])
             cr.postcommit.add(crons[0]._notifydb)
 
 
