@@ -348,7 +348,7 @@ class VmWhatsappMessage(models.Model):
         ``pairs``: the new message, or None for one already stored (a redelivery).
 
         A message stored meanwhile by a concurrent transaction fails the create on the unique
-        (integration, external id): the inbox then applies the batch request by request."""
+        (integration, external id): the inbox then applies the batch again in parts."""
         if not pairs:
             return []
         stored = self.search_fetch(

@@ -350,6 +350,31 @@ class TestWebhookInbox(WhatsAppHttpCase):
         self.assertIn("poison", bad.error)
         self.assertEqual(len(self._messages("inbox-good", "inbox-bad")), 1)
 
+    def test_one_bad_request_among_many_is_found_in_parts_not_one_by_one(self):
+        logs = [self._store(f"55119111{i:05d}", "oi", f"inbox-many-{i}") for i in range(40)]
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        Inbox = type(self.env["vm.whatsapp.inbox"])
+        register, apply_batch, sizes = Conversation._register_messages, Inbox._apply_batch, []
+
+        def fail_for_bad(conversation, stored, **kwargs):
+            if any(message.external_id == "inbox-many-17" for _conversation, message, _event in stored):
+                raise ValueError("poison")
+            return register(conversation, stored, **kwargs)
+
+        def counting(inbox, batch):
+            sizes.append(len(batch))
+            return apply_batch(inbox, batch)
+
+        with (
+            patch.object(Conversation, "_register_messages", fail_for_bad),
+            patch.object(Inbox, "_apply_batch", counting),
+            mute_logger(INBOX_LOGGER),
+        ):
+            self.env["vm.whatsapp.inbox"]._apply(self.env["vm.whatsapp.webhook.log"].browse([log.id for log in logs]))
+        self.assertEqual([log.state for log in logs], ["processed"] * 17 + ["failed"] + ["processed"] * 22)
+        self.assertEqual(sizes, [40, 4, 4, 4, 4, 4, 1, 1, 1, 1, 4, 4, 4, 4, 4], "ten parts, then the bad part's")
+        self.assertEqual(len(self._messages(*(f"inbox-many-{i}" for i in range(40)))), 39)
+
     def test_a_message_stored_concurrently_makes_the_batch_fall_back(self):
         first = self._store("5511911117777", "oi", "inbox-race")
         self._process_inbox()
