@@ -15,9 +15,10 @@ the order they arrived. A batch of a lane, top to bottom:
 If anything in steps 2-3 raises, the batch is undone and applied again in ``SPLIT`` parts, each
 part that raises likewise, down to single requests: the failing request ends ``failed`` with its
 error and the others are applied (a batch of one costs tens of times a request of a batch: one
-bad request among 500 makes about 25 batches, not 500). Only transient database errors (serialization failure, lock, lost connection) give
-the whole batch back to the cron, which runs it again. Failed requests are queued again by the
-retry cron after a growing delay, a bounded number of times (see the webhook log).
+bad request among 500 makes about 25 batches, not 500). Only transient database errors
+(serialization failure, lock, lost connection) give the whole batch back to the cron, which runs
+it again. Failed requests are queued again by the retry cron after a growing delay, a bounded
+number of times (see the webhook log).
 """
 
 import logging
