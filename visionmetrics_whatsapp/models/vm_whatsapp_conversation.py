@@ -434,17 +434,12 @@ class VmWhatsappConversation(models.Model):
         decided from the inbound messages of (integration, event) ``pairs`` as for a conversation
         that exists (_attribute_all), on records not yet in the database."""
         drafts = {key: self.new(vals) for key, vals in new.items()}
-        tokens, referrals = defaultdict(list), {}
-        for integration, event in pairs:
-            draft = drafts.get((integration.id, event.contact_identity))
-            if draft is None or event.from_me:
-                continue
-            sent_at = event.timestamp or fields.Datetime.now()
-            token = extract_token(event.text)
-            tokens[draft].extend([(token, sent_at)] if token else [])
-            if event.referral and draft not in referrals:
-                referrals[draft] = (event.referral, sent_at)
-        values = self._attribute_all(tokens, referrals)
+        inbound = [
+            (drafts[key], extract_token(event.text), event.timestamp or fields.Datetime.now(), event.referral)
+            for integration, event in pairs
+            if (key := (integration.id, event.contact_identity)) in drafts and not event.from_me
+        ]
+        values = self._attribute_all(*self._evidence(inbound))
         for key, draft in drafts.items():
             new[key].update(values.get(draft, {}))
 
@@ -479,8 +474,7 @@ class VmWhatsappConversation(models.Model):
         batch, see _get_or_create_for_events)."""
         attributed = set(attributed.ids) if attributed else set()
         updates = defaultdict(dict)
-        tokens = defaultdict(list)  # conversation -> (token, sent at) of its new inbound messages, in order
-        referrals = {}  # conversation -> (referral, sent at) of its first new inbound message with one
+        inbound = []  # (conversation, token, sent at, referral) of the new inbound messages to attribute
         for conversation, message, event in stored:
             vals = updates[conversation]
             sent_at = message.sent_at
@@ -493,19 +487,29 @@ class VmWhatsappConversation(models.Model):
             if not event.from_me and event.contact_name and not conversation.contact_name:
                 vals.setdefault("contact_name", event.contact_name)
             if message.direction == "inbound" and conversation.id not in attributed:
-                tokens[conversation].extend([(message.vm_token, sent_at)] if message.vm_token else [])
-                if event.referral and conversation not in referrals:
-                    referrals[conversation] = (event.referral, sent_at)
+                inbound.append((conversation, message.vm_token, sent_at, event.referral))
         for conversation, vals in updates.items():
             if vals:
                 conversation.write(vals)
-        for conversation, vals in self._attribute_all(tokens, referrals).items():
+        for conversation, vals in self._attribute_all(*self._evidence(inbound)).items():
             previous = conversation.attribution
             conversation.write(vals)
             if "lead_id" in vals:
                 conversation._log_attribution(previous)
         inbound = [message.id for _conversation, message, _event in stored if message.direction == "inbound"]
         self.env["vm.whatsapp.message"].browse(inbound)._notify_users()
+
+    @api.model
+    def _evidence(self, inbound):
+        """What _attribute_all weighs, from the (conversation, token, sent at, referral) of new
+        inbound messages in arrival order: each conversation's (token, sent at) in order, and the
+        (referral, sent at) of its first message with one."""
+        tokens, referrals = defaultdict(list), {}
+        for conversation, token, sent_at, referral in inbound:
+            tokens[conversation].extend([(token, sent_at)] if token else [])
+            if referral and conversation not in referrals:
+                referrals[conversation] = (referral, sent_at)
+        return tokens, referrals
 
     @api.model
     def _attribute_all(self, tokens, referrals=None):
