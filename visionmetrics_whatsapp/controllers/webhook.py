@@ -144,17 +144,39 @@ class WhatsAppWebhookController(http.Controller):
         return Integration_sudo._webhook_endpoint(token) if TOKEN_RE.fullmatch(token) else None
 
     def _read_body(self, limit):
-        """The raw body, or None when it is over ``limit`` bytes (announced or actual). The route's
-        ``max_content_length`` is ``limit + 1``: werkzeug stops reading a chunked body (no
-        Content-Length) once it is over that, so no more is ever held in memory."""
+        """The raw body, or None when it is over ``limit`` bytes (announced or actual). No more
+        than ``limit + 1`` bytes are ever read: a body with a Content-Length over the limit is not
+        read at all, a chunked one (no Content-Length) no further (_read_chunked)."""
         httprequest = request.httprequest
-        if (httprequest.content_length or 0) > limit:
+        length = httprequest.content_length
+        if (length or 0) > limit:
             return None
         try:
-            body = httprequest.get_data()
+            body = httprequest.get_data() if length is not None else self._read_chunked(httprequest, limit + 1)
         except RequestEntityTooLarge:
             return None
         return body if len(body) <= limit else None
+
+    def _read_chunked(self, httprequest, size):
+        """The first ``size`` bytes of a chunked body, kept as the request's data (Odoo runs the
+        route again after a serialization failure, and get_data() then returns them).
+
+        Werkzeug 2.3 and later stop such a body at the route's ``max_content_length``, but the
+        Werkzeug 2.2 that Odoo 18 pins for Python 3.11 reads it whole into memory in get_data(),
+        so it is read here from the werkzeug request that Odoo's HTTPRequest wraps (which hides
+        its stream)."""
+        wrapped = getattr(httprequest, "_HTTPRequest__wrapped", None)
+        if wrapped is None or getattr(wrapped, "_cached_data", None) is not None:
+            return httprequest.get_data()
+        stream, parts, read = wrapped.stream, [], 0
+        while read < size:
+            part = stream.read(size - read)  # a dechunked stream may return less
+            if not part:
+                break
+            parts.append(part)
+            read += len(part)
+        wrapped._cached_data = body = b"".join(parts)
+        return body
 
     def _max_body_bytes(self):
         value = request.env["ir.config_parameter"].sudo().get_param("visionmetrics_whatsapp.webhook_max_bytes")

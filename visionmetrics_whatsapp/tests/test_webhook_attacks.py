@@ -265,6 +265,37 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         finally:
             sock.close()
 
+    def test_a_chunked_body_within_the_limit_is_read_whole(self):
+        """A provider may send its body chunked (no Content-Length): read chunk by chunk, in
+        pieces smaller than a read, up to the limit's last byte."""
+        text = "chunked " + "é" * 2000
+        body = self._sandbox_message(self.sandbox, "5511944441111", text, message_id="sbx-chunked")
+        self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", str(len(body)))
+        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
+        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
+        sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
+        try:
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+            )
+            for start in range(0, len(body), 97):
+                chunk = body[start : start + 97]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sock.sendall(b"0\r\n\r\n")
+            answer = b""
+            while data := sock.recv(4096):
+                answer += data
+        finally:
+            sock.close()
+        self.assertIn(b" 200 ", answer.split(b"\r\n")[0])
+        self._process_inbox()
+        log = self._last_log()
+        self.assertEqual((log.state, log.payload_size), ("processed", len(body)))
+        message = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-chunked")])
+        self.assertEqual(message.body, text)
+
     def test_a_chunked_body_over_the_limit_is_refused_without_reading_it(self):
         self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", "65536")
         total = 32 * 1024 * 1024
