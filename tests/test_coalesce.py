@@ -1,5 +1,6 @@
 """The coalescing timer that wakes the inbox lanes: every call is followed by one run of the
-function that starts after it and sees the call's items, and a burst costs one run."""
+function that starts after it and sees the call's items; a lone call runs at once, a burst costs
+one run per window."""
 
 from visionmetrics_whatsapp.tools.coalesce import Coalescer
 
@@ -21,36 +22,53 @@ class FakeTimer:
 
 def make(func):
     FakeTimer.started = []
-    return Coalescer(func, delay=0.25, timer=FakeTimer)
+    return Coalescer(func, delay=0.5, timer=FakeTimer)
+
+
+def fire_next():
+    """Fire the oldest timer not fired yet; its delay."""
+    timer = next(t for t in FakeTimer.started if not getattr(t, "fired", False))
+    timer.fired = True
+    timer.fire()
+    return timer.delay
+
+
+def pending():
+    return [t for t in FakeTimer.started if not getattr(t, "fired", False)]
 
 
 def recorder():
     runs = []
-    return runs, lambda key, items: runs.append(key)
+    return runs, lambda key, items: runs.append((key, items))
 
 
-def test_a_burst_is_served_by_one_delayed_run():
+def test_a_lone_call_runs_at_once_then_the_window_closes_quietly():
     runs, func = recorder()
     wake = make(func)
-    for _ in range(50):
-        wake("db1")
-    assert runs == [], "nothing runs before the delay"
-    assert len(FakeTimer.started) == 1
-    timer = FakeTimer.started[0]
-    assert (timer.delay, timer.daemon) == (0.25, True)
-    timer.fire()
-    assert runs == ["db1"]
+    wake("db1", [1])
+    assert [(t.delay, t.daemon) for t in pending()] == [(0, True)], "started on a thread, without delay"
+    fire_next()
+    assert runs == [("db1", frozenset({1}))]
+    assert [t.delay for t in pending()] == [0.5], "a window follows the run"
+    fire_next()
+    assert runs == [("db1", frozenset({1}))] and not pending(), "nothing waited: no second run"
+    wake("db1", [2])  # after the window: at once again
+    assert [t.delay for t in pending()] == [0]
 
 
-def test_a_call_after_the_run_started_gets_its_own_run():
+def test_a_burst_is_served_by_one_run_per_window():
     runs, func = recorder()
     wake = make(func)
-    wake("db1")
-    FakeTimer.started[0].fire()
-    wake("db1")  # after the run began: the run may not have seen this call's commit
-    assert len(FakeTimer.started) == 2
-    FakeTimer.started[1].fire()
-    assert runs == ["db1", "db1"]
+    wake("db1", [0])
+    for lane in range(50):
+        wake("db1", [lane % 3])
+    assert len(FakeTimer.started) == 1, "the calls during the first run's window start nothing"
+    fire_next()  # the first call's run
+    wake("db1", [7])  # after that run began: it may not have seen this call's commit
+    fire_next()  # the end of the window serves every call that waited
+    assert runs == [("db1", frozenset({0})), ("db1", frozenset({0, 1, 2, 7}))]
+    fire_next()  # the second run's window: nobody waited
+    assert len(runs) == 2 and not pending()
 
 
 def test_keys_are_independent():
@@ -59,34 +77,26 @@ def test_keys_are_independent():
     wake("db1")
     wake("db2")
     wake("db1")
-    assert [t.args for t in FakeTimer.started] == [["db1"], ["db2"]]
-    for timer in FakeTimer.started:
-        timer.fire()
-    assert sorted(runs) == ["db1", "db2"]
+    assert [t.args for t in FakeTimer.started] == [("db1", frozenset()), ("db2", frozenset())]
+    fire_next()
+    fire_next()
+    assert sorted(key for key, _items in runs) == ["db1", "db2"]
+    fire_next()  # db1's window: its second call waited for it
+    assert [key for key, _items in runs].count("db1") == 2
 
 
-def test_a_failing_run_is_logged_and_the_next_call_schedules_again(caplog):
+def test_a_failing_run_is_logged_and_still_closes_its_window(caplog):
     def fail(_key, _items):
         raise RuntimeError("database gone")
 
     wake = make(fail)
     wake("db1")
-    FakeTimer.started[0].fire()
+    fire_next()
     assert "database gone" in caplog.text
+    wake("db1")  # waits for the window
+    assert [t.delay for t in pending()] == [0.5]
+    fire_next()  # served, failing again, and a new window
+    assert len(caplog.records) == 2
+    fire_next()
     wake("db1")
-    assert len(FakeTimer.started) == 2
-
-
-def test_the_run_gets_the_items_of_every_call_it_serves():
-    runs = []
-    wake = make(lambda key, items: runs.append((key, items)))
-    wake("db1", [0])
-    wake("db1", [2, 0])
-    wake("db1")
-    wake("db2", [1])
-    assert len(FakeTimer.started) == 2
-    FakeTimer.started[0].fire()
-    wake("db1", [3])  # after the run began: a run of its own, with its own items
-    for timer in FakeTimer.started[1:]:
-        timer.fire()
-    assert runs == [("db1", frozenset({0, 2})), ("db2", frozenset({1})), ("db1", frozenset({3}))]
+    assert [t.delay for t in pending()] == [0], "after the windows, at once again"

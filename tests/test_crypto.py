@@ -134,3 +134,16 @@ def test_several_previous_keys():
 
 def test_self_test_returns_key_id():
     assert keyring().self_test() == crypto.key_id(KEY)
+
+
+def test_a_cached_decryption_is_the_envelope_s_and_a_failure_is_not_remembered():
+    ring = keyring()
+    first, second = ring.encrypt("one", AAD), ring.encrypt("two", AAD)
+    assert crypto.decrypt_cached(ring, first, AAD) == "one"
+    assert crypto.decrypt_cached(ring, second, AAD) == "two", "a new secret is a new envelope"
+    assert crypto.decrypt_cached(ring, first, AAD) == "one"
+    for _attempt in range(2):
+        with pytest.raises(crypto.DecryptionError):
+            crypto.decrypt_cached(ring, first, AAD + "-other")
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt_cached(keyring(OTHER_KEY), first, AAD)

@@ -86,7 +86,8 @@ class WhatsAppWebhookController(http.Controller):
             return self._answer(status, message)
 
         endpoint = self._endpoint(Integration_sudo, token)
-        limit = self._max_body_bytes()
+        # what the route's max_content_length gave (_stream_limit), read once per request
+        limit = (httprequest.max_content_length or _stream_limit(self)) - 1
         body = self._read_body(limit)
         if body is None:
             length = httprequest.content_length

@@ -22,13 +22,16 @@ number of times (see the webhook log).
 """
 
 import logging
+import os
+import threading
 import zlib
 from collections import defaultdict
 
 import psycopg2
 from psycopg2 import errors as pg_errors
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models, sql_db
+from odoo.addons.base.models.ir_cron import ODOO_NOTIFY_FUNCTION
 from odoo.modules.registry import Registry
 from odoo.tools import SQL, mute_logger
 
@@ -75,6 +78,47 @@ def is_transient(error):
     return isinstance(error, psycopg2.OperationalError) and not getattr(error, "pgcode", None)
 
 
+class CronBell:
+    """Wakes the cron workers up (NOTIFY cron_trigger, what ir.cron._notifydb sends) on a
+    connection to the ``postgres`` database that this process keeps open. _notifydb opens one
+    each time, as Odoo closes its connections to ``postgres`` when they are given back: a
+    PostgreSQL backend started and stopped for every wake-up, the dearest part of it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connection, self._pid = None, None
+
+    def ring(self, dbname):
+        query = SQL("SELECT %s('cron_trigger', %s)", SQL.identifier(ODOO_NOTIFY_FUNCTION), dbname)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    with self._connect().cursor() as cr:
+                        cr.execute(query.code, query.params)
+                    return
+                except psycopg2.Error:
+                    self._close()  # e.g. the server restarted: once more on a new connection
+                    if attempt == 2:
+                        raise
+
+    def _connect(self):
+        if self._pid != os.getpid():  # a forked process: its parent's connection is not its own
+            self._connection = None
+        if self._connection is None or self._connection.closed:
+            _dbname, params = sql_db.connection_info_for("postgres")
+            self._connection, self._pid = psycopg2.connect(**params), os.getpid()
+            self._connection.autocommit = True
+        return self._connection
+
+    def _close(self):
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+
+
+_cron_bell = CronBell()
+
+
 def _trigger_lanes(dbname, lanes):
     """Make the crons of ``lanes`` due and wake the cron workers: one INSERT of triggers and one
     NOTIFY, whatever the number of lanes (ir.cron._trigger would cost one of each per lane)."""
@@ -88,13 +132,13 @@ def _trigger_lanes(dbname, lanes):
         if crons:
             now = fields.Datetime.now()
             insert_records(env["ir.cron.trigger"], [{"cron_id": cron.id, "call_at": now} for cron in crons])
-            cr.postcommit.add(crons[0]._notifydb)
+            cr.postcommit.add(lambda: _cron_bell.ring(dbname))
 
 
-# Run after the commit of the requests that wait: one wake-up of the lanes that received
-# requests in a quarter second in this process, rather than one per request, which cost as much
-# as storing the request.
-_wake_lanes = Coalescer(_trigger_lanes, delay=0.25)
+# Run after the commit of the requests that wait: a lone request wakes its lane at once; in a
+# burst, this process wakes the lanes that received requests once per half second rather than
+# once per request (a wake-up costs two transactions, as much as storing several requests).
+_wake_lanes = Coalescer(_trigger_lanes, delay=0.5)
 
 
 class InboxItem:

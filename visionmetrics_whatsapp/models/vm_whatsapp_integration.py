@@ -402,7 +402,7 @@ class VmWhatsappIntegration(models.Model):
             return None
         aad = crypto.associated_data(self._name, "webhook_secret", endpoint.id, endpoint.company_id)
         try:
-            return self._get_keyring().decrypt(endpoint.secret_envelope, aad)
+            return crypto.decrypt_cached(self._get_keyring(), endpoint.secret_envelope, aad)
         except crypto.DecryptionError as e:
             error = self.env._(
                 "Cannot read the webhook secret of integration %(id)s: %(error)s", id=endpoint.id, error=e

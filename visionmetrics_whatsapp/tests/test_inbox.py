@@ -4,16 +4,19 @@ the same pass of the lanes."""
 
 import json
 import secrets
+import select
+import time
 from datetime import timedelta
 from unittest.mock import patch
 
+import psycopg2
 from psycopg2 import errors as pg_errors
 
-from odoo import fields
+from odoo import fields, sql_db
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from ..models.vm_whatsapp_inbox import HANDLERS, LANES
+from ..models.vm_whatsapp_inbox import HANDLERS, LANES, CronBell
 from ..models.vm_whatsapp_webhook_log import MAX_ATTEMPTS
 from ..providers import events
 from . import payloads
@@ -338,3 +341,34 @@ class TestInboxHandlers(WhatsAppHttpCase):
         self.assertEqual(kinds, set(HANDLERS), "a new kind of event is an event class and a handler")
         for model, method in HANDLERS.values():
             self.assertTrue(callable(getattr(self.env[model], method, None)), f"{model}.{method}")
+
+
+class TestInboxWakeUp(WhatsAppHttpCase):
+    def test_the_bell_wakes_the_cron_workers_on_one_kept_connection(self):
+        """What the cron workers LISTEN to (cron_trigger on the postgres database) arrives, from one
+        connection kept for every ring, and a connection that was lost is opened again."""
+        _dbname, params = sql_db.connection_info_for("postgres")
+        listener = psycopg2.connect(**params)
+        listener.autocommit = True
+        bell = CronBell()
+        try:
+            with listener.cursor() as cr:
+                cr.execute("LISTEN cron_trigger")
+            bell.ring(self.env.cr.dbname)
+            first = bell._connection
+            bell.ring(self.env.cr.dbname)
+            self.assertIs(bell._connection, first, "no new connection for each ring")
+            first.close()  # e.g. PostgreSQL restarted
+            bell.ring("another_db")
+            self.assertIsNot(bell._connection, first)
+            payloads_ = []
+            deadline = time.monotonic() + 5
+            while len(payloads_) < 3 and time.monotonic() < deadline:
+                select.select([listener], [], [], 0.1)
+                listener.poll()
+                payloads_ += [notify.payload for notify in listener.notifies if notify.channel == "cron_trigger"]
+                listener.notifies.clear()
+            self.assertEqual(payloads_, [self.env.cr.dbname, self.env.cr.dbname, "another_db"])
+        finally:
+            bell._close()
+            listener.close()
