@@ -10,14 +10,18 @@ A. Ingest alone (no cron worker): the baseline route and signed sandbox webhooks
    webhook/baseline. The requests stored are then deleted: they are never applied.
 B. The inbox alone: a backlog of --backlog requests from as many new contacts (no lead, no
    partner) is stored with no cron worker, then the server is started again with 1 cron worker
-   and no HTTP load; requests applied per second, from the moment the server answers
-   /web/health to the moment no request is `received`, and the ratio to the baseline's requests/s.
+   and no HTTP load; requests applied per second, from the moment the server has started (it
+   answers /web/health and its websocket server, which imports Odoo anew once the HTTP workers
+   answer, listens) to the moment no request is `received`, and the ratio to the baseline's
+   requests/s.
 C. The same with --backlog requests from --returning contacts whose conversations exist (each
    first sent one message, applied beforehand).
 D. B again (new contacts again) applied by 2 cron workers.
-E. The baseline route again. The machine's speed may move between A and D (a shared machine):
-   B, C and D are compared with the mean of A's and E's baselines, the webhook with A's, measured
-   in the same rounds.
+E. The baseline route again. The machine's speed may move within a run (a shared machine: the
+   bare route was measured at 290 and 650 requests/s on one day): the webhook is compared with
+   the baseline of its own rounds (A), and each of B, C and D with the mean of the baselines
+   measured just before and just after it (once its backlog is stored, with the cron worker off,
+   and after it: before the next phase, or E).
 
 The script knows nothing of how the inbox works inside: it only stores requests through the
 webhook route, chooses --max-cron-threads, and counts the logs in state `received`. The server it
@@ -139,6 +143,7 @@ class InboxBench:
         self.conf, self.args, self.db = conf, args, args.db
         self.run_id = secrets.token_hex(4)
         self.figures = {}  # phase -> what it measured
+        self.baselines = {}  # "B", "C", "D": the baseline just before that phase's drain; "E": after D's
         self.watches = {}  # phase -> its InboxWatch
         self.error_lines = []
 
@@ -161,15 +166,18 @@ class InboxBench:
             self.integrations = {phase: SandboxIntegration(rpc, f"Benchmark {phase}") for phase in "ABCD"}
             self.phase_a(server)
             self.store("B", server, phones("B", args.backlog))
+            self.measure_baseline("B", server)
         self.drain("B", cron_threads=1, then=self.warm_up_returning)
         with self.serving(cron_threads=0) as server:
             self.store("C", server, phones("C", args.returning))
+            self.measure_baseline("C", server)
         self.drain("C", cron_threads=1)
         with self.serving(cron_threads=0) as server:
             self.store("D", server, phones("D", args.backlog))
+            self.measure_baseline("D", server)
         self.drain("D", cron_threads=2)
         with self.serving(cron_threads=0) as server:
-            self.phase_e(server)
+            self.measure_baseline("E", server)
 
     # ------------------------------------------------------------------ phase A
 
@@ -201,18 +209,18 @@ class InboxBench:
         # Never applied: the inbox phases measure their own requests only.
         query(self.db, "DELETE FROM vm_whatsapp_webhook_log WHERE integration_id = %s", [integration.id])
 
-    def phase_e(self, server):
-        """The baseline route again, after the inbox phases: B, C and D are compared with the
-        mean of the two measures, which shows how much the machine's speed moved meanwhile."""
+    def measure_baseline(self, label, server):
+        """The baseline route alone, as in A's rounds: just before the drain of phase ``label``
+        (its backlog stored, no cron worker), or after the last one (E)."""
         url = urlsplit(server.url + BASELINE_ROUTE)
-        body, headers = self.integrations["A"].signed(server.url, "E", "5511900000000")[1:]
+        body, headers = self.integrations["A"].signed(server.url, label, "5511900000000")[1:]
         seconds = self.args.seconds / self.args.rounds / 2
-        print(f"E: {self.args.rounds} rounds of {seconds:.1f} s of the baseline route...", flush=True)
+        print(f"{label}: baseline route, {self.args.rounds} rounds of {seconds:.1f} s...", flush=True)
         run_load([(url, body, headers)] * 20 * self.args.concurrency, 60, self.args.concurrency)
         totals = Totals()
         for _round in range(self.args.rounds):
             totals.add(*run_load([(url, body, headers)] * int(MAX_RATE * seconds), seconds, self.args.concurrency))
-        self.figures["E"] = {"baseline": totals}
+        self.baselines[label] = totals
 
     # ------------------------------------------------------------------ backlogs
 
@@ -276,6 +284,7 @@ class InboxBench:
         watch.start()
         try:
             with self.serving(cron_threads) as server:
+                server.wait_settled()
                 up = time.monotonic()
                 # A cron worker sleeps after it starts, until a cron_trigger notification; it may
                 # not listen yet when the first one is sent, so send one every 0.1 s until the
@@ -326,10 +335,13 @@ class InboxBench:
         base, hook = a["baseline"], a["webhook"]
         n, returning = self.args.backlog, self.args.returning
 
-        again = self.figures.get("E", {}).get("baseline")
-        # the ingest is compared with the baseline of its own rounds; the inbox phases, which come
-        # later, with the mean of the baselines measured before (A) and after (E) them
-        inbox_base = (base.rps + again.rps) / 2 if again else base.rps
+        # the ingest is compared with the baseline of its own rounds; each inbox phase with the mean
+        # of the baselines measured just before and just after it
+        after = {"B": "C", "C": "D", "D": "E"}
+
+        def around(phase):
+            measured = [self.baselines[label].rps for label in (phase, after[phase]) if label in self.baselines]
+            return sum(measured) / len(measured) if measured else base.rps
 
         def row(phase, what, rps, latencies=None, target=None, against=base.rps):
             p50, p99 = (f"{percentile(latencies, q) * 1000:9.1f}" for q in (50, 99)) if latencies else ("", "")
@@ -340,8 +352,9 @@ class InboxBench:
         print(f"{'':3}{'what':<46}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  target")
         row("A", "baseline: POST, one INSERT, commit", base.rps, base.latencies)
         row("A", "signed webhook, stored (no cron worker)", hook.rps, hook.latencies, ">= 0.85")
-        if again:
-            row("E", "baseline again, after B, C and D", again.rps, again.latencies)
+        for label, totals in self.baselines.items():
+            when = "after D" if label == "E" else f"just before {label}'s drain"
+            row(label, f"baseline again, {when}", totals.rps, totals.latencies)
         labels = {
             "B": (f"applied: {n} new contacts, 1 cron worker", ">= 0.8"),
             "C": (f"applied: {n} from {returning} returning, 1 cron worker", ">= 5"),
@@ -353,15 +366,16 @@ class InboxBench:
             what, target = labels[phase]
             if phase == "D" and "B" in drained:
                 target = "higher than B: " + ("yes" if f["rps"] > drained["B"]["rps"] else "no")
-            row(phase, what, f["rps"], target=target, against=inbox_base)
+            row(phase, what, f["rps"], target=target, against=around(phase))
         if not drained:
             return
-        if again:
-            print(f"\nB, C and D are compared with the mean of A's and E's baselines, {inbox_base:.1f} req/s.")
-        print("\napplied = the requests `received` when the restarted server first answered /web/health, over the")
-        print("time from then until none is `received`: the server's start (registry loaded before the workers")
-        print("fork) is excluded; waking the cron worker and its first batch are included. 'first' is when the")
-        print("count first fell (the first batch committed); 'after first' = the rest over the time after it.")
+        print("\nB, C and D are each compared with the mean of the baselines just before and after it: "
+              + ", ".join(f"{phase} {around(phase):.1f}" for phase in drained) + " req/s.")  # fmt: skip
+        print("\napplied = the requests `received` when the restarted server had started (/web/health answered and")
+        print("its websocket server listened), over the time from then until none is `received`: the server's start")
+        print("(registry loaded before the workers fork, the websocket server importing Odoo) is excluded; waking")
+        print("the cron worker and its first batch are included. 'first' is when the count first fell (the first")
+        print("batch committed); 'after first' = the rest over the time after it.")
         print(f"\n{'':3}{'stored':>7}{'up':>6}{'at up':>7}{'first':>7}{'empty':>7}{'after':>7}  logs; conversations; "
               f"leads created; messages")  # fmt: skip
         print(f"{'':3}{'req/s':>7}{'s':>6}{'':>7}{'s':>7}{'s':>7}{'first':>7}")
@@ -375,7 +389,7 @@ class InboxBench:
             print(f"{phase:<3}{f['stored_rps']:7.0f}{f['up'] - f['launched']:6.1f}{f['at_up']:7d}{first}"
                   f"{f['zero'] - f['up']:7.1f}{after:7.0f}  {states}; {f['conversations']} (expected "
                   f"{conversations}); {f['leads']} ({leads}); {f['messages']}")  # fmt: skip
-        print("('up': from the server's start to /web/health answering; 'stored': the backlog's webhooks, cron off)")
+        print("('up': from the server's launch to its start as above; 'stored': the backlog's webhooks, cron off)")
         print(f"ERROR lines in the Odoo logs: {len(self.error_lines)}")
         for line in self.error_lines[:5]:
             print("  " + line)

@@ -1,6 +1,7 @@
 """A real Odoo server for end-to-end tests and benchmarks, and a small JSON-RPC client."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ class OdooServer:
 
     def __init__(self, conf, dbname, workers=2, cron_threads=1, log_path=None):
         self.conf, self.dbname, self.workers, self.cron_threads = conf, dbname, workers, cron_threads
-        self.port = odoo_env.free_port()
+        self.port, self.gevent_port = odoo_env.free_port(), odoo_env.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(conf).with_suffix(f".{self.port}.log")
         self.process = None
@@ -26,7 +27,7 @@ class OdooServer:
         odoo_cmd, _addons, _version = odoo_env.find_odoo()
         cmd = [
             *odoo_cmd, "-c", str(self.conf), "-d", self.dbname,
-            f"--http-port={self.port}", f"--gevent-port={odoo_env.free_port()}", "--http-interface=127.0.0.1",
+            f"--http-port={self.port}", f"--gevent-port={self.gevent_port}", "--http-interface=127.0.0.1",
             f"--workers={self.workers}",
             f"--max-cron-threads={self.cron_threads}", "--log-level=warn", f"--logfile={self.log_path}",
             "--limit-time-real=600", "--limit-time-cpu=600",
@@ -43,6 +44,18 @@ class OdooServer:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"Odoo did not answer on {self.url} within {timeout} s")
+
+    def wait_settled(self, timeout=60):
+        """Wait until the websocket server (a process of its own, which imports Odoo anew after
+        the HTTP workers answer) listens: until then it takes a core of a small machine."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.gevent_port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"Odoo's websocket server did not listen on {self.gevent_port} within {timeout} s")
 
     def stop(self):
         if self.process and self.process.poll() is None:

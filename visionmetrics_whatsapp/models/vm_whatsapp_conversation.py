@@ -33,6 +33,11 @@ WEAK = (False, "phone", "anonymous")  # what an ad or a link may still improve o
 CLICK_WINDOW_DAYS = 7  # a click older than this is not the one that made the message
 
 
+def match_rate(attribution):
+    """A conversation's match rate: 100 when marketing evidence named its lead, else 0."""
+    return 100 if attribution in MATCHED else 0
+
+
 class ConcurrentConversationError(Exception):
     """The contact's conversation was created by a concurrent request committed after this
     transaction's snapshot: the request is applied again in a new transaction."""
@@ -115,7 +120,7 @@ class VmWhatsappConversation(models.Model):
     @api.depends("attribution")
     def _compute_match_rate(self):
         for conversation in self:
-            conversation.match_rate = 100 if conversation.attribution in MATCHED else 0
+            conversation.match_rate = match_rate(conversation.attribution)
 
     @api.depends("message_ids")
     def _compute_message_count(self):
@@ -413,6 +418,8 @@ class VmWhatsappConversation(models.Model):
         if not new:
             return conversations, self.browse()
         self._attribute_new(new, pairs)
+        for vals in new.values():  # given, not precomputed on a new() record per conversation
+            vals["match_rate"] = match_rate(vals.get("attribution"))
         try:
             with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
                 # one INSERT: what create() adds for a conversation is disabled for the inbox's
