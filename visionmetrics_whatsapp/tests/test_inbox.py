@@ -247,6 +247,22 @@ class TestInboxRetries(WhatsAppHttpCase):
         self.Inbox._cron_retry_failed()
         self.assertEqual(log.state, "failed", "no retry after the last one")
 
+    def test_a_retry_that_succeeds_ends_processed_with_its_attempts_counted(self):
+        log = self._store("retry-then-ok")
+        Conversation = type(self.env["vm.whatsapp.conversation"])
+        with patch.object(Conversation, "_attribute_all", side_effect=ValueError("once")), mute_logger(INBOX_LOGGER):
+            self._process_inbox()
+        self.assertEqual((log.state, log.attempt_count), ("failed", 1))
+        self.assertTrue(log.next_attempt_at and log.error)
+        failed_at = log.processed_at
+        self._retry_now(log)
+        self.assertEqual(
+            (log.state, log.attempt_count, log.error, log.next_attempt_at), ("processed", 2, False, False)
+        )
+        self.assertGreaterEqual(log.processed_at, failed_at)
+        self.assertTrue(log.message_ids, "its message stored")
+        self.assertEqual(self.sandbox.failed_webhook_count, 0, "no longer counted as failed")
+
     def test_a_deleted_integration_is_not_retried(self):
         doomed = self._create_integration("sandbox", external_id="sbx-doomed-retry")
         body = self._sandbox_message(doomed, "5511933331111", "oi", message_id="retry-doomed")
