@@ -88,7 +88,10 @@ class WhatsAppWebhookController(http.Controller):
         endpoint = self._endpoint(Integration_sudo, token)
         # what the route's max_content_length gave (_stream_limit), read once per request
         limit = (httprequest.max_content_length or _stream_limit(self)) - 1
-        body = self._read_body(limit)
+        try:
+            body = self._read_body(limit)
+        except OSError as e:  # a chunked body whose framing is malformed, a client gone mid-body
+            return refuse(400, "unreadable body", None, f"Body could not be read ({type(e).__name__}: {e}).")
         if body is None:
             length = httprequest.content_length
             error = f"Body over the limit of {limit} bytes ({f'Content-Length: {length}' if length else 'chunked'})."
@@ -147,7 +150,9 @@ class WhatsAppWebhookController(http.Controller):
     def _read_body(self, limit):
         """The raw body, or None when it is over ``limit`` bytes (announced or actual). No more
         than ``limit + 1`` bytes are ever read: a body with a Content-Length over the limit is not
-        read at all, a chunked one (no Content-Length) no further (_read_chunked)."""
+        read at all, a chunked one (no Content-Length) no further (_read_chunked). Raises OSError
+        when the body cannot be read: a chunked body with a malformed chunk header, a client that
+        stopped sending before the end of its body."""
         httprequest = request.httprequest
         length = httprequest.content_length
         if (length or 0) > limit:

@@ -296,6 +296,37 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         message = self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-chunked")])
         self.assertEqual(message.body, text)
 
+    def test_a_chunked_body_whose_framing_is_malformed_is_refused_400(self):
+        body = self._sandbox_message(self.sandbox, "5511944442222", "oi", message_id="sbx-bad-chunk")
+        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
+        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        framings = {
+            "size not hexadecimal": b"zz\r\n" + body + b"\r\n0\r\n\r\n",
+            "negative size": b"-5\r\n" + body + b"\r\n0\r\n\r\n",
+            "chunk extension": b"%x;ext=1\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+        }
+        for name, framing in framings.items():
+            with self.subTest(name), mute_logger(CONTROLLER_LOGGER):
+                sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
+                try:
+                    sock.sendall(
+                        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+                        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+                        + framing
+                    )
+                    answer = b""
+                    while data := sock.recv(4096):
+                        answer += data
+                finally:
+                    sock.close()
+                self.assertIn(b" 400 ", answer.split(b"\r\n")[0])
+                self.assertNotIn(b"Traceback", answer)
+                log = self._last_log()
+                self.assertEqual((log.state, log.signature), ("rejected", False))
+                self.assertIn("could not be read", log.error)
+        self.assertFalse(self.env["vm.whatsapp.message"].search([("external_id", "=", "sbx-bad-chunk")]))
+
     def test_a_chunked_body_over_the_limit_is_refused_without_reading_it(self):
         self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", "65536")
         total = 32 * 1024 * 1024
