@@ -37,6 +37,7 @@ from odoo.tools import SQL, mute_logger
 
 from ..providers import WebhookPayloadError
 from ..tools.coalesce import Coalescer
+from ..tools.collector import collector_paused
 from ..tools.text import clean_text
 from .bulk import insert_records
 
@@ -248,7 +249,8 @@ class VmWhatsappInbox(models.AbstractModel):
         request: the lanes' batches, Reprocess)."""
         if not logs:
             return
-        logs._record_outcomes(self._apply_isolated(logs))
+        with collector_paused():  # a batch's objects live until its end (tools/collector.py)
+            logs._record_outcomes(self._apply_isolated(logs))
 
     @api.model
     def _apply_isolated(self, logs):

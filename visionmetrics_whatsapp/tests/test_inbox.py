@@ -256,9 +256,7 @@ class TestInboxRetries(WhatsAppHttpCase):
         self.assertTrue(log.next_attempt_at and log.error)
         failed_at = log.processed_at
         self._retry_now(log)
-        self.assertEqual(
-            (log.state, log.attempt_count, log.error, log.next_attempt_at), ("processed", 2, False, False)
-        )
+        self.assertEqual((log.state, log.attempt_count, log.error, log.next_attempt_at), ("processed", 2, False, False))
         self.assertGreaterEqual(log.processed_at, failed_at)
         self.assertTrue(log.message_ids, "its message stored")
         self.assertEqual(self.sandbox.failed_webhook_count, 0, "no longer counted as failed")
