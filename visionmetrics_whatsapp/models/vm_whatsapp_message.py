@@ -273,9 +273,10 @@ class VmWhatsappMessage(models.Model):
     @api.model
     def _send_thread_updates(self):
         """Send every open thread its new and changed messages: one bus notification per
-        conversation for all the messages queued. It carries what the ticks show and the ids
-        of the new messages, which the open thread fetches (a rendering of each message here
-        would cost the inbox more than the message itself)."""
+        conversation for all the messages queued. It carries the ids of the new messages, which
+        the open thread fetches with what their ticks show (a rendering of each message here
+        would cost the inbox more than the message itself), and what the ticks of the changed
+        ones show."""
         queued = self.env.cr.precommit.data.pop("vm.whatsapp.thread", None)
         if not queued:
             return
@@ -296,6 +297,7 @@ class VmWhatsappMessage(models.Model):
                         "mail.message": [
                             {"id": mail_message.id, "vm_whatsapp": message._thread_data()}
                             for message in messages
+                            if message not in new
                             for mail_message in message.mail_message_ids
                         ]
                     },
