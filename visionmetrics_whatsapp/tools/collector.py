@@ -5,11 +5,10 @@ those a collection of the whole heap: in an Odoo process (its registry and cache
 thousand objects) one such collection takes about a tenth of a second. A batch of the inbox
 allocates hundreds of thousands of objects (records, cache entries, SQL values) that live until
 its transaction ends, so it triggered whole-heap collections that found little to free. In one
-cron worker, the pause applied returning contacts' messages 7% faster (1,786 to 1,904 a second,
-means of three runs each, from 1,576 to 2,017) and new contacts 10% faster (397 to 437, four
-runs each); the runs vary by a fifth from one to the next. Odoo 18 leaves
-CPython's default thresholds; later Odoo versions raise them and pause the collector around work
-of this kind too (``odoo.tools.gc``).
+cron worker, the pause applied returning contacts' messages 7% faster (means of three runs each:
+1,904 against 1,786 a second, single runs from 1,576 to 2,017) and new contacts 10% faster (437
+against 397, four runs each). Odoo 18 leaves CPython's default thresholds; later Odoo versions
+raise them and pause the collector around work of this kind too (``odoo.tools.gc``).
 
 What the pause costs: cyclic garbage made meanwhile, by the batch or another thread of the same
 process, waits for the next collection, which runs as soon as the batch is over; a batch lasts
