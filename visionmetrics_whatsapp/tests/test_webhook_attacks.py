@@ -265,31 +265,36 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         finally:
             sock.close()
 
+    def _post_framed(self, body, framed):
+        """POST ``framed`` (``body`` in chunked framing, well-formed or not) as a signed sandbox
+        webhook with Transfer-Encoding: chunked; (status line, whole answer)."""
+        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
+        sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
+        try:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+                + framed
+            )
+            answer = b""
+            while data := sock.recv(4096):
+                answer += data
+        finally:
+            sock.close()
+        return answer.split(b"\r\n")[0].decode(), answer
+
     def test_a_chunked_body_within_the_limit_is_read_whole(self):
         """A provider may send its body chunked (no Content-Length): read chunk by chunk, in
         pieces smaller than a read, up to the limit's last byte."""
         text = "chunked " + "é" * 2000
         body = self._sandbox_message(self.sandbox, "5511944441111", text, message_id="sbx-chunked")
         self.env["ir.config_parameter"].set_param("visionmetrics_whatsapp.webhook_max_bytes", str(len(body)))
-        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
-        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
-        sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
-        try:
-            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            sock.sendall(
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
-                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
-            )
-            for start in range(0, len(body), 97):
-                chunk = body[start : start + 97]
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            sock.sendall(b"0\r\n\r\n")
-            answer = b""
-            while data := sock.recv(4096):
-                answer += data
-        finally:
-            sock.close()
-        self.assertIn(b" 200 ", answer.split(b"\r\n")[0])
+        chunks = [body[start : start + 97] for start in range(0, len(body), 97)]
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+        status, _answer = self._post_framed(body, framed)
+        self.assertIn(" 200 ", status)
         self._process_inbox()
         log = self._last_log()
         self.assertEqual((log.state, log.payload_size), ("processed", len(body)))
@@ -298,9 +303,6 @@ class TestWebhookAttacks(WhatsAppHttpCase):
 
     def test_a_chunked_body_whose_framing_is_malformed_is_refused_400(self):
         body = self._sandbox_message(self.sandbox, "5511944442222", "oi", message_id="sbx-bad-chunk")
-        headers = payloads.sign("sandbox", self.sandbox._get_secret("webhook_secret"), body)
-        path = f"/vm_whatsapp/webhook/sandbox/{self.sandbox.webhook_token}"
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         framings = {
             "size not hexadecimal": b"zz\r\n" + body + b"\r\n0\r\n\r\n",
             "negative size": b"-5\r\n" + body + b"\r\n0\r\n\r\n",
@@ -308,19 +310,8 @@ class TestWebhookAttacks(WhatsAppHttpCase):
         }
         for name, framing in framings.items():
             with self.subTest(name), mute_logger(CONTROLLER_LOGGER):
-                sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=10)
-                try:
-                    sock.sendall(
-                        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
-                        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
-                        + framing
-                    )
-                    answer = b""
-                    while data := sock.recv(4096):
-                        answer += data
-                finally:
-                    sock.close()
-                self.assertIn(b" 400 ", answer.split(b"\r\n")[0])
+                status, answer = self._post_framed(body, framing)
+                self.assertIn(" 400 ", status)
                 self.assertNotIn(b"Traceback", answer)
                 log = self._last_log()
                 self.assertEqual((log.state, log.signature), ("rejected", False))
