@@ -19,13 +19,14 @@ these records need, per batch rather than per record:
 
 What it does not do: run the model's create() overrides (the caller does their work itself, as
 the thread mirror gives what mail.message.create() would compute, see vm_whatsapp_message.py),
-and x2many values, which it refuses. The values given are put in the cache, and the new records
-added to the cached one2many of the records they point to, as create() does.
+and x2many values, which it refuses. The values given (NULL for the stored fields no row gives)
+are put in the cache, and the new records added to the cached one2many of the records they point
+to, as create() does. Rows may give different fields: the others are the columns' DEFAULT.
 """
 
 from collections import defaultdict
 
-from odoo.models import MAGIC_COLUMNS
+from odoo.models import MAGIC_COLUMNS, SQL_DEFAULT
 from odoo.tools import SQL
 
 
@@ -63,7 +64,7 @@ def insert_records(model, vals_list):
     columns = sorted(name for name in given if name != "id")
     values = [
         tuple(
-            fields_[name].convert_to_column_insert(row[name], model, row) if name in row else SQL("DEFAULT")
+            fields_[name].convert_to_column_insert(row[name], model, row) if name in row else SQL_DEFAULT
             for name in columns
         )
         for row in rows
@@ -89,6 +90,9 @@ def insert_records(model, vals_list):
             model.env.add_to_compute(field, records)
         elif field.type in ("one2many", "many2many"):
             cache.update(records, field, [()] * len(records))
+        elif field.store and field.column_type:
+            # inserted as NULL: cached so, as create() does (else a read fetches every field of the records)
+            cache.update(records, field, [field.convert_to_cache(None, model)] * len(records))
     for field, values in inverses:  # once every value is in the cache (an inverse's domain reads them)
         # many2one: {value: ids}; many2one_reference: {(model, value): ids}
         models_ = records.mapped(field.model_field) if field.type == "many2one_reference" else [None] * len(records)

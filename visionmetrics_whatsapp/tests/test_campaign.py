@@ -3,6 +3,7 @@
 import json
 import secrets
 from datetime import timedelta
+from unittest.mock import patch
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from psycopg2.errors import UniqueViolation
@@ -175,11 +176,14 @@ class TestCampaign(WhatsAppHttpCase):
 
     # ------------------------------------------------------------------ ads
 
-    def _meta_ad(self, wa_id, message_id, sample="meta/text.referral.json"):
-        body = payloads.sample(
+    def _meta_ad_body(self, wa_id, message_id, sample="meta/text.referral.json"):
+        return payloads.sample(
             sample,
             {"5511987654321": wa_id, "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFDNBQ0FENjE3RjU2QzBGQjk2MjFCAA==": message_id},
         )
+
+    def _meta_ad(self, wa_id, message_id, sample="meta/text.referral.json"):
+        body = self._meta_ad_body(wa_id, message_id, sample)
         self.assertEqual(self._post_signed(self.meta, body).status_code, 200)
         return self._conversation(self.meta, wa_id)
 
@@ -204,6 +208,23 @@ class TestCampaign(WhatsAppHttpCase):
         self.assertFalse(insta.ctwa_clid)
         self.assertNotEqual(insta.lead_id.campaign_id, lead.campaign_id)
         self.assertEqual(self.env["utm.campaign"].search_count([("whatsapp_ad_id", "=", AD_ID)]), 1)
+
+    def test_new_contacts_from_an_ad_and_not_are_applied_in_one_batch(self):
+        """New conversations of one batch whose values differ (an ad's referral, a link, nothing)
+        are created in one INSERT: the batch is not taken apart."""
+        ad = self._meta_ad_body("5511944440031", "wamid.AD31")
+        plain = payloads.meta_text(PHONE_ID, "5511944440032", "Oi", "wamid.PLAIN32")
+        for body in (ad, plain):
+            self.assertEqual(self._post_signed(self.meta, body, process=False).status_code, 200)
+        logs = self.env["vm.whatsapp.webhook.log"].search([("state", "=", "received")])
+        Inbox = self.env["vm.whatsapp.inbox"]
+        with patch.object(type(Inbox), "_apply_batch", autospec=True, side_effect=type(Inbox)._apply_batch) as batch:
+            Inbox._apply(logs)
+        self.assertEqual(batch.call_count, 1, "applied as one batch")
+        self.assertEqual(set(logs.mapped("state")), {"processed"})
+        ad_conversation = self._conversation(self.meta, "5511944440031")
+        self.assertEqual((ad_conversation.attribution, ad_conversation.ad_id), ("ad", AD_ID))
+        self.assertEqual(self._conversation(self.meta, "5511944440032").attribution, "anonymous")
 
     def test_ad_on_a_known_phone_keeps_the_lead_first_touch(self):
         first = self.env["utm.campaign"].create({"title": "Earlier campaign"})

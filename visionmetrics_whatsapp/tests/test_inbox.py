@@ -16,6 +16,7 @@ from odoo import fields, sql_db
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..models.bulk import insert_records
 from ..models.vm_whatsapp_inbox import HANDLERS, LANES, CronBell
 from ..models.vm_whatsapp_webhook_log import MAX_ATTEMPTS
 from ..providers import events
@@ -386,3 +387,19 @@ class TestInboxWakeUp(WhatsAppHttpCase):
         finally:
             bell._close()
             listener.close()
+
+
+class TestInboxBulkInsert(WhatsAppHttpCase):
+    def test_fields_not_given_are_cached_as_the_database_holds_them(self):
+        """insert_records caches the stored fields it was not given as create() does: a read of one
+        of them costs no query, and gives what the database holds."""
+        partner = self.env["res.partner"].create({"name": "Bulk"})
+        Mail = self.env["mail.message"].sudo()
+        given = {"model": "res.partner", "res_id": partner.id, "message_type": "comment", "body": "<p>x</p>"}
+        record = insert_records(Mail, [given, dict(given, subject="second")])[0]
+        not_given = ["subject", "parent_id", "mail_server_id", "author_guest_id", "pinned_at", "reply_to"]
+        with self.assertQueryCount(0):
+            cached = {name: record[name] for name in not_given}
+        record.invalidate_recordset()
+        self.assertEqual(cached, {name: record[name] for name in not_given})
+        self.assertFalse(any(cached.values()), cached)
