@@ -16,10 +16,11 @@ B. The inbox alone: a backlog of --backlog requests from as many new contacts (n
    requests/s.
 C. The same with --backlog requests from --returning contacts whose conversations exist (each
    first sent one message, applied beforehand).
+C2. C again (the same returning contacts, new messages) applied by 2 cron workers.
 D. B again (new contacts again) applied by 2 cron workers.
 E. The baseline route again. The machine's speed may move within a run (a shared machine: the
    bare route was measured at 290 and 650 requests/s on one day): the webhook is compared with
-   the baseline of its own rounds (A), and each of B, C and D with the mean of the baselines
+   the baseline of its own rounds (A), and each of B, C, C2 and D with the mean of the baselines
    measured just before and just after it (once its backlog is stored, with the cron worker off,
    and after it: before the next phase, or E).
 
@@ -95,6 +96,7 @@ BASELINE_ADDON = {
 }
 # Contacts: Brazilian mobiles +55 11 9XXXX-XXXX, one range of 8-digit numbers per phase.
 PHONE_RANGES = {"A": 10_000_000, "B": 20_000_000, "C": 30_000_000, "D": 40_000_000}
+RETURNING = ("C", "C2")  # the phases of returning contacts: C's integration and contacts
 POLL = 0.1  # seconds between two counts of the received requests
 STALL = 120  # seconds without progress after which a drain is abandoned
 
@@ -105,7 +107,7 @@ def phones(phase, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backlog", type=int, default=3000, help="requests stored, then applied, in B, C and D")
+    parser.add_argument("--backlog", type=int, default=3000, help="requests stored, then applied, in B, C, C2 and D")
     parser.add_argument("--returning", type=int, default=100, help="contacts of phase C")
     parser.add_argument("--seconds", type=float, default=20, help="phase A in all (half of it for each route)")
     parser.add_argument("--rounds", type=int, default=4, help="rounds of phase A")
@@ -143,7 +145,7 @@ class InboxBench:
         self.conf, self.args, self.db = conf, args, args.db
         self.run_id = secrets.token_hex(4)
         self.figures = {}  # phase -> what it measured
-        self.baselines = {}  # "B", "C", "D": the baseline just before that phase's drain; "E": after D's
+        self.baselines = {}  # "B", "C", "C2", "D": the baseline just before that phase's drain; "E": after D's
         self.watches = {}  # phase -> its InboxWatch
         self.error_lines = []
 
@@ -172,6 +174,10 @@ class InboxBench:
             self.store("C", server, phones("C", args.returning))
             self.measure_baseline("C", server)
         self.drain("C", cron_threads=1)
+        with self.serving(cron_threads=0) as server:
+            self.store("C2", server, phones("C", args.returning))
+            self.measure_baseline("C2", server)
+        self.drain("C2", cron_threads=2)
         with self.serving(cron_threads=0) as server:
             self.store("D", server, phones("D", args.backlog))
             self.measure_baseline("D", server)
@@ -228,8 +234,8 @@ class InboxBench:
         """Store --backlog signed requests of ``contacts`` (in turn) through the webhook route,
         with no cron worker: they all wait as `received`."""
         n = self.args.backlog
-        integration = self.integrations[phase]
-        if phase != "C":
+        integration = self.integrations[phase[0]]
+        if phase not in RETURNING:
             self.check_new(contacts)
         leads = query(self.db, "SELECT count(*) FROM crm_lead")[0][0]
         last_log = query(self.db, "SELECT coalesce(max(id), 0) FROM vm_whatsapp_webhook_log")[0][0]
@@ -310,7 +316,7 @@ class InboxBench:
     def outcomes(self, phase):
         """What the phase's backlog became: its logs' states, the messages stored from them, the
         integration's conversations and the leads created since the backlog was stored."""
-        integration_id, after_log = self.integrations[phase].id, self.figures[phase]["after_log"]
+        integration_id, after_log = self.integrations[phase[0]].id, self.figures[phase]["after_log"]
         states = dict(query(self.db, "SELECT state, count(*) FROM vm_whatsapp_webhook_log WHERE integration_id = %s"
                                      " AND id > %s GROUP BY state", [integration_id, after_log]))  # fmt: skip
         messages = query(self.db, "SELECT count(*) FROM vm_whatsapp_message WHERE webhook_log_id > %s"
@@ -337,7 +343,7 @@ class InboxBench:
 
         # the ingest is compared with the baseline of its own rounds; each inbox phase with the mean
         # of the baselines measured just before and just after it
-        after = {"B": "C", "C": "D", "D": "E"}
+        after = {"B": "C", "C": "C2", "C2": "D", "D": "E"}
 
         def around(phase):
             measured = [self.baselines[label].rps for label in (phase, after[phase]) if label in self.baselines]
@@ -346,10 +352,10 @@ class InboxBench:
         def row(phase, what, rps, latencies=None, target=None, against=base.rps):
             p50, p99 = (f"{percentile(latencies, q) * 1000:9.1f}" for q in (50, 99)) if latencies else ("", "")
             ratio = f"{rps / against:8.2f}" if target is not None else ""
-            print(f"{phase:<3}{what:<46}{rps:8.1f}{p50:>9}{p99:>9}{ratio:>8}  {target or ''}")
+            print(f"{phase:<3}{what:<50}{rps:8.1f}{p50:>9}{p99:>9}{ratio:>8}  {target or ''}")
 
         print("\nFigures (one run; on a shared machine they are noisy):")
-        print(f"{'':3}{'what':<46}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  target")
+        print(f"{'':3}{'what':<50}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}  target")
         row("A", "baseline: POST, one INSERT, commit", base.rps, base.latencies)
         row("A", "signed webhook, stored (no cron worker)", hook.rps, hook.latencies, ">= 0.85")
         for label, totals in self.baselines.items():
@@ -358,9 +364,10 @@ class InboxBench:
         labels = {
             "B": (f"applied: {n} new contacts, 1 cron worker", ">= 0.8"),
             "C": (f"applied: {n} from {returning} returning, 1 cron worker", ">= 5"),
+            "C2": (f"applied: {n} from {returning} returning, 2 cron workers", ">= 5"),
             "D": (f"applied: {n} new contacts, 2 cron workers", ""),
         }
-        drained = {phase: self.figures[phase] for phase in "BCD" if "zero" in self.figures.get(phase, {})}
+        drained = {phase: self.figures[phase] for phase in labels if "zero" in self.figures.get(phase, {})}
         for phase, f in drained.items():
             f["rps"] = f["at_up"] / (f["zero"] - f["up"])
             what, target = labels[phase]
@@ -369,7 +376,7 @@ class InboxBench:
             row(phase, what, f["rps"], target=target, against=around(phase))
         if not drained:
             return
-        print("\nB, C and D are each compared with the mean of the baselines just before and after it: "
+        print("\nB, C, C2 and D are each compared with the mean of the baselines just before and after it: "
               + ", ".join(f"{phase} {around(phase):.1f}" for phase in drained) + " req/s.")  # fmt: skip
         print("\napplied = the requests `received` when the restarted server had started (/web/health answered and")
         print("its websocket server listened), over the time from then until none is `received`: the server's start")
@@ -384,8 +391,8 @@ class InboxBench:
             rest = self.watches[phase].count_at(f["first"]) if f["first"] else 0
             after = rest / (f["zero"] - f["first"]) if f["first"] and f["zero"] > f["first"] else 0.0
             states = ", ".join(f"{count} {state}" for state, count in sorted(f["states"].items()))
-            conversations = f["contacts"] if phase == "C" else n
-            leads = 0 if phase == "C" else n
+            conversations = f["contacts"] if phase in RETURNING else n
+            leads = 0 if phase in RETURNING else n
             print(f"{phase:<3}{f['stored_rps']:7.0f}{f['up'] - f['launched']:6.1f}{f['at_up']:7d}{first}"
                   f"{f['zero'] - f['up']:7.1f}{after:7.0f}  {states}; {f['conversations']} (expected "
                   f"{conversations}); {f['leads']} ({leads}); {f['messages']}")  # fmt: skip
