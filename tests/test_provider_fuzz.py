@@ -4,9 +4,12 @@ The contract: parse_webhook raises nothing but WebhookPayloadError, and what it 
 well-formed normalized events; verify_webhook always answers one of the three verdicts.
 """
 
+import copy
+import dataclasses
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +33,7 @@ from visionmetrics_whatsapp.providers.events import (
     UnknownEvent,
     WebhookEvent,
 )
+from visionmetrics_whatsapp.tools.text import ID_MAX_LENGTH
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 E164 = re.compile(r"\+[0-9]{6,15}")
@@ -364,3 +368,76 @@ def test_verify_always_answers_a_verdict(code, body, headers, secret):
     assert verdict in (SIGNATURE_VALID, SIGNATURE_INVALID, SIGNATURE_MISSING)
     if not secret:
         assert verdict != SIGNATURE_VALID
+
+
+# Every webhook sample of tests/samples, each of its values (and containers) replaced in turn by
+# each hostile value: the class of input a provider's parser meets when a field changes type.
+WEBHOOK_SAMPLES = {
+    "evolution": [
+        "messages.upsert.*.json",
+        "connection.update.*.json",
+        "qrcode.updated*.json",
+        "messages.update.*.json",
+    ],
+    "meta": ["text*.json", "image.json", "status.*.json", "../360dialog/text.referral.json"],
+    "waha": ["message*.json", "session.status.json"],
+    "zapi": ["on-message-received*.json"],
+}
+HOSTILE = [None, True, -1, 10**40, 1.5, "", "x" * 3000, "a\x00b", "\ud800", [], {}, [{}], {"": None}]
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def value_paths(value, path=()):
+    yield path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from value_paths(child, (*path, key))
+
+
+def with_value(document, path, new):
+    document = copy.deepcopy(document)
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return document
+
+
+def clean_strings(value):
+    """No NUL and no lone surrogate in any string of a sanitized event."""
+    if isinstance(value, str):
+        return "\x00" not in value and not any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return all(clean_strings(k) and clean_strings(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(clean_strings(v) for v in value)
+    if dataclasses.is_dataclass(value):
+        return all(clean_strings(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return True
+
+
+@pytest.mark.parametrize("code", sorted(WEBHOOK_SAMPLES))
+def test_every_value_of_every_sample_replaced_by_a_hostile_one(code):
+    """parse_events (the parse and its sanitizing, what the route and the inbox call) answers
+    well-formed, clean events or WebhookPayloadError, whatever any one value of a real payload
+    becomes."""
+    files = sorted({path for pattern in WEBHOOK_SAMPLES[code] for path in (SAMPLES / code).glob(pattern)})
+    assert files
+    cases = 0
+    for path in files:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for where in list(value_paths(document))[1:]:
+            for new in HOSTILE:
+                body = json.dumps(with_value(document, where, new)).encode()
+                try:
+                    events = INSTANCES[code].parse_events(body, {})
+                except WebhookPayloadError:
+                    continue
+                except Exception as e:  # noqa: BLE001 - the failure names the sample and the value
+                    pytest.fail(f"{path.name} {where!r} = {new!r:.40}: {type(e).__name__}: {e}")
+                check_events(events)
+                assert clean_strings(events), (path.name, where, new)
+                for event in events:
+                    assert len(getattr(event, "message_id", "") or "") <= ID_MAX_LENGTH
+                cases += 1
+    assert cases > 100

@@ -136,3 +136,15 @@ def test_baileys_link_preview_is_no_ad():
     assert baileys_referral({"externalAdReply": {"title": "Exemplo", "sourceUrl": "https://exemplo.com.br"}}) is None
     assert baileys_referral({"externalAdReply": "x", "entryPointConversionSource": 5}) is None
     assert baileys_referral(None, [], "x") is None
+
+
+@pytest.mark.parametrize(
+    ("media_type", "expected"),
+    [("IMAGE", "image"), (1, "image"), (2, "video"), ("VIDEO", "video")]
+    + [(True, None), ({}, None), ([1], None), (3, None)],
+)
+def test_baileys_media_type_of_any_json_value(media_type, expected):
+    """Baileys gives the ad's media type as an enum name or its number; any other JSON value
+    (an object, a list, a boolean) is no media type, not an error."""
+    context = {"externalAdReply": {"sourceId": "120210987654321098", "mediaType": media_type}}
+    assert baileys_referral(context).media_type == expected

@@ -17,7 +17,7 @@ from .utils import as_dict, as_text
 
 # entryPointConversionSource / conversionSource values that say "a click on an ad"
 AD_ENTRY_POINTS = frozenset({"ctwa_ad", "fb_ads", "ig_ads", "ctwa"})
-BAILEYS_MEDIA_TYPES = {1: "image", 2: "video", "IMAGE": "image", "VIDEO": "video"}
+BAILEYS_MEDIA_TYPES = {"1": "image", "2": "video", "IMAGE": "image", "VIDEO": "video"}  # keys as as_text gives them
 
 
 def cloud_api_referral(message):
@@ -60,7 +60,7 @@ def baileys_referral(*context_infos):
             source_type=as_text(reply.get("sourceType")) or "ad",
             headline=as_text(reply.get("title")),
             body=as_text(reply.get("body")),
-            media_type=BAILEYS_MEDIA_TYPES.get(reply.get("mediaType")),
+            media_type=BAILEYS_MEDIA_TYPES.get(as_text(reply.get("mediaType")) or ""),
             ctwa_clid=as_text(reply.get("ctwaClid")),
             welcome_message=as_text(reply.get("greetingMessageBody")),
             entry_point=entry_point or conversion,
