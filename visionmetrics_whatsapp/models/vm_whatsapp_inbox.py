@@ -326,6 +326,8 @@ class VmWhatsappInbox(models.AbstractModel):
     @api.model
     def _state_from_results(self, results):
         """A request's (state, error) from the (state, note) of its events."""
+        if not results:  # e.g. a Cloud API envelope with no change, a provider's test ping
+            return "ignored", self.env._("The request holds no event.")
         states = {state for state, _note in results}
         state = next((state for state in ("processed", "duplicate") if state in states), "ignored")
         return state, "\n".join(note for _state, note in results if note) or False

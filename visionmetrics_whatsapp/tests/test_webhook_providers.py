@@ -48,6 +48,12 @@ class TestWebhookProviders(WhatsAppHttpCase):
             wrong = self.url_open(f"{url}?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1")
         self.assertEqual(wrong.status_code, 403)
 
+    def test_a_request_with_no_event_is_ignored_with_its_reason(self):
+        body = payloads.dump({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": []}]})
+        self.assertEqual(self._post_signed(self.meta, body).status_code, 200)
+        log = self._last_log()
+        self.assertEqual((log.state, log.event_type, log.error), ("ignored", "empty", "The request holds no event."))
+
     def test_meta_text_message_signed_with_the_app_secret(self):
         body = payloads.meta_text(PHONE_ID, "5511987650000", "Oi, quero saber o preço", "wamid.META1", name="Sheena")
         response = self._post_signed(self.meta, body)
