@@ -30,6 +30,7 @@ class TestChatTour(WebsocketCase, WhatsAppHttpCase):
         conversation.write({"lead_id": lead.id, "attribution": "manual"})
         self.assertEqual(conversation.message_ids.mail_message_ids.vm_whatsapp_message_id.body, "Quanto custa o sofá?")
 
+        self._logged_in = threading.Event()
         customer = threading.Thread(target=self._customer_answers, args=(integration.id, conversation.id))
         customer.start()
         try:
@@ -41,9 +42,20 @@ class TestChatTour(WebsocketCase, WhatsAppHttpCase):
         self.assertEqual((reply.body, reply.author_id, reply.status), ("Bom dia! Custa R$ 1.200🙂", seller, "read"))
         self.assertEqual(len(conversation.message_ids), 3)
 
+    def authenticate(self, user, password, browser=None):
+        session = super().authenticate(user, password, browser)
+        if user and hasattr(self, "_logged_in"):
+            self._logged_in.set()
+        return session
+
     def _customer_answers(self, integration_id, conversation_id):
-        """Wait for the reply, then post the customer's answer and the reply's `read` status."""
+        """Wait for the reply, then post the customer's answer and the reply's `read` status.
+
+        Not before the tour has logged in: HttpCase.authenticate computes the session token on the
+        test cursor without the test lock, and a query of this thread on that same cursor meanwhile
+        gave it another query's row (a wrong token; the browser landed on the login page)."""
         self._stop = False
+        self._logged_in.wait(60)
         deadline = time.time() + 60
         while not self._stop and time.time() < deadline:
             with self.registry.cursor() as cr:
