@@ -495,9 +495,13 @@ class VmWhatsappConversation(models.Model):
                 vals.setdefault("contact_name", event.contact_name)
             if message.direction == "inbound" and conversation.id not in attributed:
                 inbound.append((conversation, message.vm_token, sent_at, event.referral))
+        # one write per set of values (a burst's messages share their second)
+        by_vals = defaultdict(list)
         for conversation, vals in updates.items():
             if vals:
-                conversation.write(vals)
+                by_vals[tuple(sorted(vals.items()))].append(conversation.id)
+        for vals, ids in by_vals.items():
+            self.browse(ids).write(dict(vals))
         for conversation, vals in self._attribute_all(*self._evidence(inbound)).items():
             previous = conversation.attribution
             conversation.write(vals)

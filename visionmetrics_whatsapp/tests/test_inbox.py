@@ -6,7 +6,7 @@ import json
 import secrets
 import select
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from unittest.mock import patch
 
 import psycopg2
@@ -403,3 +403,39 @@ class TestInboxBulkInsert(WhatsAppHttpCase):
         record.invalidate_recordset()
         self.assertEqual(cached, {name: record[name] for name in not_given})
         self.assertFalse(any(cached.values()), cached)
+
+    def test_returning_contacts_of_a_batch_each_get_their_own_message_times(self):
+        """The conversations a batch updates are written once per set of values: each one still
+        gets the first and last times of its own messages, and its contact's name."""
+        integration = self._create_integration(name="Times", external_id="sbx-times", state="connected")
+        day = datetime(2026, 11, 2, 12, 0, 0)
+        contacts = {"5511900001111": "Ana", "5511900002222": "Bia", "5511900003333": None}
+        for phone in contacts:
+            self._post_signed(integration, self._sandbox_message(integration, phone, "oi", timestamp=day))
+        later = {  # phone -> times of its new messages, out of order; two contacts share their last
+            "5511900001111": [day + timedelta(minutes=5), day + timedelta(minutes=9)],
+            "5511900002222": [day + timedelta(minutes=7)],
+            "5511900003333": [day + timedelta(minutes=9), day - timedelta(minutes=1)],
+        }
+        for phone, times in later.items():
+            for at in times:
+                name = contacts[phone] or "Caio"
+                body = self._sandbox_message(integration, phone, "de novo", name=name, timestamp=at)
+                self._post_signed(integration, body, process=False)
+        received = self.env["vm.whatsapp.webhook.log"].search([("state", "=", "received")])
+        self.assertEqual(len(received), 5)
+        self.env["vm.whatsapp.inbox"]._apply(received)  # one batch, whatever their lanes
+        self.assertEqual(set(received.mapped("state")), {"processed"})
+        conversations = {c.contact_identity: c for c in integration.conversation_ids}
+        got = {
+            phone: (c.first_message_at, c.last_message_at, c.contact_name)
+            for phone, c in ((p, conversations[p]) for p in contacts)
+        }
+        self.assertEqual(
+            got,
+            {
+                "5511900001111": (day, day + timedelta(minutes=9), "Ana"),
+                "5511900002222": (day, day + timedelta(minutes=7), "Bia"),
+                "5511900003333": (day - timedelta(minutes=1), day + timedelta(minutes=9), "Caio"),
+            },
+        )
