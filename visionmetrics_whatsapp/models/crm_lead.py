@@ -8,7 +8,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import mute_logger
 
-from .vm_whatsapp_conversation import ATTRIBUTIONS, MATCHED, ConcurrentConversationError
+from .vm_whatsapp_conversation import ATTRIBUTIONS, MATCHED
+from .vm_whatsapp_inbox import ConcurrentCreation
 from .vm_whatsapp_link import TOKEN_MAX_LENGTH
 
 _logger = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ class CrmLead(models.Model):
                     with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
                         created = Campaign.create(vals_list)
                 except UniqueViolation:
-                    raise ConcurrentConversationError(
+                    raise ConcurrentCreation(
                         self.env._("A concurrent request created this ad's campaign; applied again shortly.")
                     ) from None
                 campaigns.update(zip(missing, created, strict=True))

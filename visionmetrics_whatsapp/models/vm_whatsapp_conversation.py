@@ -16,6 +16,7 @@ from ..tools.text import clean_text
 from ..tools.token import extract_token
 from . import access
 from .bulk import insert_records
+from .vm_whatsapp_inbox import ConcurrentCreation
 
 _logger = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ CLICK_WINDOW_DAYS = 7  # a click older than this is not the one that made the me
 def match_rate(attribution):
     """A conversation's match rate: 100 when marketing evidence named its lead, else 0."""
     return 100 if attribution in MATCHED else 0
-
-
-class ConcurrentConversationError(Exception):
-    """The contact's conversation was created by a concurrent request committed after this
-    transaction's snapshot: the request is applied again in a new transaction."""
 
 
 class VmWhatsappConversation(models.Model):
@@ -427,8 +423,8 @@ class VmWhatsappConversation(models.Model):
                 created = insert_records(self, list(new.values()))
         except UniqueViolation:
             # Created by a concurrent transaction committed after this one started: invisible
-            # here, so the request fails and is applied again shortly.
-            raise ConcurrentConversationError(
+            # here; the batch is applied again in a new transaction.
+            raise ConcurrentCreation(
                 self.env._("A concurrent request created this contact's conversation; applied again shortly.")
             ) from None
         created._log_attribution()

@@ -17,8 +17,9 @@ part that raises likewise, down to single requests: the failing request ends ``f
 error and the others are applied (a batch of one costs tens of times a request of a batch: one
 bad request among 500 makes about 25 batches, not 500). Only transient database errors
 (serialization failure, lock, lost connection) give the whole batch back to the cron, which runs
-it again. Failed requests are queued again by the retry cron after a growing delay, a bounded
-number of times (see the webhook log).
+it again; a batch that meets what a concurrent transaction just created (ConcurrentCreation)
+stays received and is applied again, whole, by the lane's next run. Failed requests are queued
+again by the retry cron after a growing delay, a bounded number of times (see the webhook log).
 """
 
 import logging
@@ -69,6 +70,13 @@ TRANSIENT_ERRORS = (
 )
 # Not a statement time-out (QueryCanceled): a request whose processing is too slow would hold its
 # lane for ever; it fails alone and is retried with the others' delays.
+
+
+class ConcurrentCreation(Exception):
+    """What a batch creates (a contact's conversation, an ad's campaign) was created by another
+    transaction, committed after this one began: invisible here, seen by the next transaction.
+    The batch is applied again, whole, by the lane's next run (not in parts: they would meet the
+    same invisible row); its requests wait as received meanwhile, the attempt counted."""
 
 
 def is_transient(error):
@@ -261,6 +269,9 @@ class VmWhatsappInbox(models.AbstractModel):
         except Exception as e:
             if is_transient(e):
                 raise  # the cron runs the batch again
+            if isinstance(e, ConcurrentCreation):
+                _logger.info("WhatsApp inbox: %s requests to apply again in a new transaction: %s", len(logs), e)
+                return dict.fromkeys(logs, ("received", str(e)))
             if len(logs) > 1:
                 size = -(-len(logs) // SPLIT)  # ceiling
                 _logger.info("WhatsApp inbox batch of %s requests failed; applying it in parts of %s", len(logs), size)

@@ -262,6 +262,46 @@ class TestInboxRetries(WhatsAppHttpCase):
         self.assertTrue(log.message_ids, "its message stored")
         self.assertEqual(self.sandbox.failed_webhook_count, 0, "no longer counted as failed")
 
+    def test_a_batch_meeting_a_concurrent_creation_is_applied_again_whole_at_once(self):
+        """Two cron workers apply new contacts of one new ad: the first batch to commit creates
+        the ad's campaign, the other one's INSERT of it then raises (the row is invisible to its
+        transaction). That batch is undone and stays received, to be applied whole by its lane's
+        next run, not failed request by request and retried a minute later."""
+        referral = {"source_id": "ad-concurrent", "source_type": "ad", "source_url": "https://fb.me/ad"}
+        logs = self.Log
+        for i, phone in enumerate(["5511933331111", "5511933332222", "5511933333333"]):
+            body = self._sandbox_message(
+                self.sandbox, phone, "Vi o anúncio", message_id=f"conc-{i}", referral=referral if i == 0 else None
+            )
+            self._post_signed(self.sandbox, body, process=False)
+            logs |= self._last_log()
+        Campaign = type(self.env["utm.campaign"])
+        with (
+            patch.object(Campaign, "create", autospec=True, side_effect=pg_errors.UniqueViolation()),
+            patch.object(type(self.Inbox), "_wake_up") as wake_up,
+        ):
+            self.Inbox._apply(logs)
+        self.assertEqual(logs.mapped("state"), ["received"] * 3, "the whole batch, none failed")
+        self.assertEqual(logs.mapped("attempt_count"), [1, 1, 1])
+        self.assertIn("concurrent", logs[0].error)
+        self.assertFalse(logs.message_ids, "undone")
+        wake_up.assert_called_once_with(set(logs.mapped("lane")))
+        self.Inbox._apply(logs)  # the lane's next run: a new transaction sees the campaign
+        self.assertEqual(logs.mapped("state"), ["processed"] * 3)
+        self.assertEqual((logs.mapped("attempt_count"), logs.mapped("error")), ([2, 2, 2], [False] * 3))
+        self.assertEqual(logs[0].message_ids.conversation_id.lead_id.campaign_id.whatsapp_ad_id, "ad-concurrent")
+
+    def test_a_concurrent_creation_met_again_and_again_ends_failed(self):
+        referral = {"source_id": "ad-for-ever", "source_type": "ad", "source_url": "https://fb.me/ad"}
+        body = self._sandbox_message(self.sandbox, "5511933334444", "oi", message_id="conc-ever", referral=referral)
+        self._post_signed(self.sandbox, body, process=False)
+        log = self._last_log()
+        log.attempt_count = MAX_ATTEMPTS - 1
+        with patch.object(type(self.env["utm.campaign"]), "create", side_effect=pg_errors.UniqueViolation()):
+            self.Inbox._apply(log)
+        self.assertEqual((log.state, log.attempt_count, log.next_attempt_at), ("failed", MAX_ATTEMPTS, False))
+        self.assertIn("concurrent", log.error)
+
     def test_a_deleted_integration_is_not_retried(self):
         doomed = self._create_integration("sandbox", external_id="sbx-doomed-retry")
         body = self._sandbox_message(doomed, "5511933331111", "oi", message_id="retry-doomed")
