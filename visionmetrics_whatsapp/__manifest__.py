@@ -1,6 +1,6 @@
 {
     "name": "VisionMetrics WhatsApp",
-    "version": "18.0.1.5.0",
+    "version": "18.0.1.6.0",
     "category": "Sales/CRM",
     "summary": "Connect each company's WhatsApp number and attribute inbound conversations to CRM leads",
     "author": "VisionMetrics",

@@ -64,7 +64,8 @@ class VmWhatsappMessage(models.Model):
     integration_id = fields.Many2one(
         "vm.whatsapp.integration",
         ondelete="cascade",  # with its conversation, when the integration is deleted
-        **_FROM_CONVERSATION,
+        # no index of its own: the unique (integration_id, external_id) one serves its searches
+        **{**_FROM_CONVERSATION, "index": False},
     )
     company_id = fields.Many2one("res.company", **_FROM_CONVERSATION)
     lead_id = fields.Many2one(related="conversation_id.lead_id")
