@@ -76,7 +76,9 @@ class ConcurrentCreation(Exception):
     """What a batch creates (a contact's conversation, an ad's campaign) was created by another
     transaction, committed after this one began: invisible here, seen by the next transaction.
     The batch is applied again, whole, by the lane's next run (not in parts: they would meet the
-    same invisible row); its requests wait as received meanwhile, the attempt counted."""
+    same invisible row); its requests wait as received meanwhile, the attempt counted. Only
+    requests never attempted before: a batch holding one that was is applied in parts, as for
+    any other error."""
 
 
 def is_transient(error):
@@ -269,7 +271,9 @@ class VmWhatsappInbox(models.AbstractModel):
         except Exception as e:
             if is_transient(e):
                 raise  # the cron runs the batch again
-            if isinstance(e, ConcurrentCreation):
+            if isinstance(e, ConcurrentCreation) and not any(logs.mapped("attempt_count")):
+                # once: met again in a new transaction, it is not a concurrent creation, and the
+                # parts below isolate the request that causes it
                 _logger.info("WhatsApp inbox: %s requests to apply again in a new transaction: %s", len(logs), e)
                 return dict.fromkeys(logs, ("received", str(e)))
             if len(logs) > 1:

@@ -450,7 +450,7 @@ class VmWhatsappWebhookLog(models.Model):
     def _record_outcomes(self, outcomes):
         """Write each request's outcome ({log: (state, error)}). A failed request is given its
         next attempt (after 1, 2, 4, ... minutes) until MAX_ATTEMPTS; one to apply again at once
-        (``received``) wakes its lane up, and fails once it has had MAX_ATTEMPTS too. In a write per group of
+        (``received``) wakes its lane up. In a write per group of
         identical values; the others, most of a batch, in one UPDATE per state and note (no field
         of another record depends on these, and Odoo's write of 500 logs cost a tenth of applying
         a batch of returning contacts' messages)."""
@@ -458,11 +458,8 @@ class VmWhatsappWebhookLog(models.Model):
         groups, settled, again = {}, defaultdict(list), set()
         for log, (state, error) in outcomes.items():
             error = clean_text(error, ERROR_MAX_LENGTH) or False  # notes may quote what a request held
-            if state == "received":  # to apply again at once (inbox.ConcurrentCreation), as often as a retry
-                if log.attempt_count + 1 < MAX_ATTEMPTS:
-                    again.add(log.lane)
-                else:
-                    state = "failed"
+            if state == "received":  # to apply again at once (inbox.ConcurrentCreation)
+                again.add(log.lane)
             if state != "failed":
                 settled[(state, error)].append(log.id)
                 continue

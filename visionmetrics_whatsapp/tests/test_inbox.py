@@ -291,16 +291,28 @@ class TestInboxRetries(WhatsAppHttpCase):
         self.assertEqual((logs.mapped("attempt_count"), logs.mapped("error")), ([2, 2, 2], [False] * 3))
         self.assertEqual(logs[0].message_ids.conversation_id.lead_id.campaign_id.whatsapp_ad_id, "ad-concurrent")
 
-    def test_a_concurrent_creation_met_again_and_again_ends_failed(self):
+    def test_a_creation_conflict_met_again_in_a_new_transaction_fails_its_request_alone(self):
+        """Met again by the batch applied again, the conflict is not a concurrent creation: the
+        batch is applied in parts, the request that causes it fails, the others are applied."""
         referral = {"source_id": "ad-for-ever", "source_type": "ad", "source_url": "https://fb.me/ad"}
-        body = self._sandbox_message(self.sandbox, "5511933334444", "oi", message_id="conc-ever", referral=referral)
-        self._post_signed(self.sandbox, body, process=False)
-        log = self._last_log()
-        log.attempt_count = MAX_ATTEMPTS - 1
-        with patch.object(type(self.env["utm.campaign"]), "create", side_effect=pg_errors.UniqueViolation()):
-            self.Inbox._apply(log)
-        self.assertEqual((log.state, log.attempt_count, log.next_attempt_at), ("failed", MAX_ATTEMPTS, False))
-        self.assertIn("concurrent", log.error)
+        logs = self.Log
+        for i, phone in enumerate(["5511933334444", "5511933335555"]):
+            body = self._sandbox_message(
+                self.sandbox, phone, "oi", message_id=f"conc-ever-{i}", referral=referral if i == 0 else None
+            )
+            self._post_signed(self.sandbox, body, process=False)
+            logs |= self._last_log()
+        with (
+            patch.object(type(self.env["utm.campaign"]), "create", side_effect=pg_errors.UniqueViolation()),
+            mute_logger(INBOX_LOGGER),
+        ):
+            self.Inbox._apply(logs)
+            self.assertEqual(logs.mapped("state"), ["received"] * 2)
+            self.Inbox._apply(logs)
+        self.assertEqual(logs.mapped("state"), ["failed", "processed"])
+        self.assertEqual(logs.mapped("attempt_count"), [2, 2])
+        self.assertIn("concurrent", logs[0].error)
+        self.assertTrue(logs[0].next_attempt_at, "retried later, as any failure")
 
     def test_a_deleted_integration_is_not_retried(self):
         doomed = self._create_integration("sandbox", external_id="sbx-doomed-retry")
