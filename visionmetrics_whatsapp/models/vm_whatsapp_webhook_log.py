@@ -449,11 +449,11 @@ class VmWhatsappWebhookLog(models.Model):
 
     def _record_outcomes(self, outcomes):
         """Write each request's outcome ({log: (state, error)}). A failed request is given its
-        next attempt (after 1, 2, 4, ... minutes) until MAX_ATTEMPTS; one to apply again at once
-        (``received``) wakes its lane up. In a write per group of
+        next attempt (after 1, 2, 4, ... minutes) until MAX_ATTEMPTS, in a write per group of
         identical values; the others, most of a batch, in one UPDATE per state and note (no field
         of another record depends on these, and Odoo's write of 500 logs cost a tenth of applying
-        a batch of returning contacts' messages)."""
+        a batch of returning contacts' messages). A request to apply again at once (``received``,
+        see inbox.ConcurrentCreation) wakes its lane up."""
         now = fields.Datetime.now()
         groups, settled, again = {}, defaultdict(list), set()
         for log, (state, error) in outcomes.items():
