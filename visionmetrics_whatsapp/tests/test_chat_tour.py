@@ -53,7 +53,8 @@ class TestChatTour(WebsocketCase, WhatsAppHttpCase):
 
         Not before the tour has logged in: HttpCase.authenticate computes the session token on the
         test cursor without the test lock, and a query of this thread on that same cursor meanwhile
-        gave it another query's row (a wrong token; the browser landed on the login page)."""
+        can hand it another query's row count (a wrong token: the browser lands on the login page,
+        as it did once in CI)."""
         self._stop = False
         self._logged_in.wait(60)
         deadline = time.time() + 60
